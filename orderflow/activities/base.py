@@ -1,0 +1,25 @@
+"""What every database-backed activity class is built with."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from orderflow.config import Settings
+from orderflow.db.session import SessionFactory
+
+
+class DbActivities:
+    """Base for activity classes: a session factory and the settings, wired by the worker."""
+
+    def __init__(self, sessions: SessionFactory, settings: Settings):
+        self.sessions = sessions
+        self.settings = settings
+
+    @asynccontextmanager
+    async def tx(self) -> AsyncIterator[AsyncSession]:
+        """One transaction: committed on success, rolled back on any error."""
+        async with self.sessions() as session, session.begin():
+            yield session

@@ -1,0 +1,248 @@
+"""Shipping: a carrier interface, the simulated carrier, and the shipment records."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from datetime import UTC, datetime, timedelta
+from typing import Protocol
+
+from sqlalchemy import func, select, update
+from sqlalchemy.dialects.postgresql import insert
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from orderflow.activities.base import DbActivities
+from orderflow.config import Settings
+from orderflow.db import repo
+from orderflow.db.models import OrderLine, Reservation, Shipment, Stock
+from orderflow.db.session import SessionFactory
+from orderflow.domain.payloads import (
+    Booking,
+    Compensation,
+    DeliveryEvent,
+    ShipmentRecord,
+    ShipmentRequest,
+    StatusChange,
+    TrackRequest,
+    TrackResult,
+)
+from orderflow.domain.status import OrderStatus
+
+
+class Carrier(Protocol):
+    name: str
+
+    async def book(self, req: ShipmentRequest, attempt: int) -> Booking: ...
+    async def track(self, req: TrackRequest) -> TrackResult: ...
+    async def cancel(self, tracking_number: str) -> None: ...
+
+
+class SimulatedCarrier:
+    """A carrier without a network: deterministic tracking numbers (so a retried booking is
+    the same booking) and delivery once `transit_seconds` have passed since booking."""
+
+    name = "simcarrier"
+
+    def __init__(self, transit_seconds: float, mode: str = "normal", delay_seconds: float = 0.0):
+        self.transit = timedelta(seconds=transit_seconds)
+        self.mode = mode
+        self.delay = delay_seconds
+
+    @staticmethod
+    def tracking_number(order_id: str, shipment_no: int) -> str:
+        digest = hashlib.sha256(f"{order_id}/{shipment_no}".encode()).hexdigest()[:12]
+        return f"SIM{digest.upper()}"
+
+    async def book(self, req: ShipmentRequest, attempt: int) -> Booking:
+        if self.mode == "fail_permanent":
+            raise ApplicationError(
+                "carrier refused the booking", type="CarrierRejected", non_retryable=True
+            )
+        if self.mode == "fail_transient" and attempt < 3:
+            raise RuntimeError(f"carrier unavailable (attempt {attempt})")
+        await asyncio.sleep(self.delay)
+        return Booking(
+            tracking_number=self.tracking_number(req.order_id, req.shipment_no),
+            carrier=self.name,
+            booked_at=datetime.now(UTC),
+        )
+
+    async def track(self, req: TrackRequest) -> TrackResult:
+        if self.mode == "exception":
+            return TrackResult(status="exception", at=datetime.now(UTC))
+        due = req.booked_at + self.transit
+        if datetime.now(UTC) >= due:
+            return TrackResult(status="delivered", at=due)
+        return TrackResult(status="in_transit")
+
+    async def cancel(self, tracking_number: str) -> None:
+        return None
+
+
+async def _heartbeat_while(coro_factory, interval: float = 1.0):  # type: ignore[no-untyped-def]
+    """Run a carrier call while heartbeating, so a dead worker is noticed in seconds."""
+    task = asyncio.ensure_future(coro_factory())
+    while True:
+        done, _ = await asyncio.wait({task}, timeout=interval)
+        if done:
+            return task.result()
+        activity.heartbeat()
+
+
+class ShippingActivities(DbActivities):
+    def __init__(self, sessions: SessionFactory, settings: Settings, carrier: Carrier):
+        super().__init__(sessions, settings)
+        self.carrier = carrier
+
+    @activity.defn(name="shipping.book")
+    async def book(self, req: ShipmentRequest) -> Booking:
+        """Book the carrier (the outside world: a normal activity with heartbeats)."""
+        attempt = activity.info().attempt
+        return await _heartbeat_while(lambda: self.carrier.book(req, attempt))
+
+    @activity.defn(name="shipping.track")
+    async def track(self, req: TrackRequest) -> TrackResult:
+        return await _heartbeat_while(lambda: self.carrier.track(req))
+
+    @activity.defn(name="shipping.record_shipment")
+    async def record_shipment(self, rec: ShipmentRecord) -> None:
+        """The goods leave: reservations are consumed and on-hand stock goes down, once."""
+        async with self.tx() as s:
+            inserted = await s.execute(
+                insert(Shipment)
+                .values(
+                    order_id=rec.order_id,
+                    shipment_no=rec.shipment_no,
+                    tracking_number=rec.booking.tracking_number,
+                    carrier=rec.booking.carrier,
+                    status="booked",
+                    packages=rec.packages,
+                    booked_at=rec.booking.booked_at,
+                )
+                .on_conflict_do_nothing(constraint="uq_shipments_order_no")
+                .returning(Shipment.id)
+            )
+            if inserted.first() is not None:
+                consumed = (
+                    await s.execute(
+                        update(Reservation)
+                        .where(Reservation.order_id == rec.order_id, Reservation.status == "active")
+                        .values(status="consumed")
+                        .returning(Reservation.sku, Reservation.quantity, Reservation.order_line_id)
+                    )
+                ).all()
+                for sku, qty, line_id in sorted(consumed):
+                    await s.execute(
+                        update(Stock)
+                        .where(Stock.sku == sku)
+                        .values(
+                            on_hand=Stock.on_hand - qty,
+                            reserved=Stock.reserved - qty,
+                            shipped=Stock.shipped + qty,
+                            updated_at=func.now(),
+                        )
+                    )
+                    await s.execute(
+                        update(OrderLine)
+                        .where(OrderLine.id == line_id)
+                        .values(
+                            shipped_qty=OrderLine.shipped_qty + qty,
+                            reserved_qty=OrderLine.reserved_qty - qty,
+                        )
+                    )
+            await repo.apply_status(
+                s,
+                StatusChange(
+                    order_id=rec.order_id,
+                    status=OrderStatus.SHIPPED,
+                    step_key=f"shipped:{rec.shipment_no}",
+                    detail=f"{rec.booking.carrier} {rec.booking.tracking_number}, "
+                    f"{rec.packages} package(s)",
+                ),
+            )
+
+    @activity.defn(name="shipping.record_delivery")
+    async def record_delivery(self, event: DeliveryEvent) -> None:
+        async with self.tx() as s:
+            order_id = await s.scalar(
+                update(Shipment)
+                .where(Shipment.tracking_number == event.tracking_number)
+                .values(
+                    status=event.status,
+                    delivered_at=event.at if event.status == "delivered" else None,
+                )
+                .returning(Shipment.order_id)
+            )
+            if order_id is None:
+                raise ApplicationError(
+                    f"no shipment {event.tracking_number}",
+                    type="UnknownShipment",
+                    non_retryable=True,
+                )
+            if event.status == "delivered":
+                await repo.apply_status(
+                    s,
+                    StatusChange(
+                        order_id=order_id,
+                        status=OrderStatus.DELIVERED,
+                        step_key=f"delivered:{event.tracking_number}",
+                        detail=f"{event.tracking_number} delivered at "
+                        f"{(event.at or datetime.now(UTC)).isoformat(timespec='seconds')}",
+                    ),
+                )
+            else:
+                await repo.record_event(
+                    s,
+                    order_id,
+                    f"carrier:{event.tracking_number}:{event.status}",
+                    status=None,
+                    kind="carrier",
+                    detail=f"carrier reports {event.status} for {event.tracking_number}",
+                )
+
+    @activity.defn(name="shipping.cancel_shipment")
+    async def cancel_shipment(self, comp: Compensation) -> None:
+        """Compensation: cancel the booking with the carrier and put the goods back on hand."""
+        async with self.tx() as s:
+            rows = (
+                await s.scalars(
+                    select(Shipment).where(
+                        Shipment.order_id == comp.order_id, Shipment.status != "cancelled"
+                    )
+                )
+            ).all()
+            for shipment in rows:
+                await self.carrier.cancel(shipment.tracking_number)
+                shipment.status = "cancelled"
+            returned = (
+                await s.execute(
+                    update(Reservation)
+                    .where(Reservation.order_id == comp.order_id, Reservation.status == "consumed")
+                    .values(status="released", released_at=func.now())
+                    .returning(Reservation.sku, Reservation.quantity, Reservation.order_line_id)
+                )
+            ).all()
+            for sku, qty, line_id in sorted(returned):
+                await s.execute(
+                    update(Stock)
+                    .where(Stock.sku == sku)
+                    .values(
+                        on_hand=Stock.on_hand + qty,
+                        shipped=Stock.shipped - qty,
+                        updated_at=func.now(),
+                    )
+                )
+                await s.execute(
+                    update(OrderLine)
+                    .where(OrderLine.id == line_id)
+                    .values(shipped_qty=OrderLine.shipped_qty - qty)
+                )
+            await repo.record_event(
+                s,
+                comp.order_id,
+                "compensate:shipment",
+                status=None,
+                kind="compensation",
+                detail=f"{len(rows)} shipment(s) cancelled with the carrier",
+            )

@@ -1,0 +1,71 @@
+"""The FastAPI application."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.responses import PlainTextResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from orderflow import __version__
+from orderflow.api import errors
+from orderflow.api.auth import TokenCache
+from orderflow.api.deps import AppState
+from orderflow.api.routes import (
+    alerts,
+    approvals,
+    customers,
+    health,
+    inventory,
+    orders,
+    products,
+    shipments,
+)
+from orderflow.config import Settings, get_settings
+from orderflow.db.session import SessionFactory, make_engine, make_session_factory
+from orderflow.temporal_client import connect
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    sessions: SessionFactory | None = None,
+    client: object | None = None,
+) -> FastAPI:
+    """Build the app; tests pass their own session factory and Temporal client."""
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        engine = None
+        nonlocal sessions, client
+        if sessions is None:
+            engine = make_engine(settings.resolved_database_url, pool_size=20, max_overflow=20)
+            sessions = make_session_factory(engine)
+        if client is None:
+            client = await connect(settings.resolved_temporal_address, settings.temporal_namespace)
+        app.state.orderflow = AppState(
+            settings=settings, sessions=sessions, client=client, tokens=TokenCache()
+        )  # type: ignore[arg-type]
+        yield
+        if engine is not None:
+            await engine.dispose()
+
+    app = FastAPI(
+        title="Orderflow",
+        version=__version__,
+        description="Sales orders as durable Temporal workflows. Authenticate with "
+        "`Authorization: Bearer <token>`.",
+        lifespan=lifespan,
+    )
+    errors.install(app)
+    for module in (health, customers, products, inventory, orders, shipments, approvals, alerts):
+        app.include_router(module.router)
+
+    @app.get("/metrics", include_in_schema=False)
+    async def metrics() -> PlainTextResponse:
+        return PlainTextResponse(generate_latest().decode(), media_type=CONTENT_TYPE_LATEST)
+
+    return app

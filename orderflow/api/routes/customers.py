@@ -1,0 +1,78 @@
+"""Customers, with their live credit exposure."""
+
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Literal
+
+from fastapi import APIRouter, Depends, HTTPException
+from pydantic import Field
+
+from orderflow.api.deps import CurrentUser, SessionDep, require
+from orderflow.db import repo
+from orderflow.db.models import Customer
+from orderflow.domain.credit import exposure
+from orderflow.domain.payloads import Address, Model, Money, NonEmpty
+
+router = APIRouter(prefix="/customers", tags=["customers"])
+
+
+class CustomerIn(Model):
+    code: NonEmpty
+    name: NonEmpty
+    tier: Literal["standard", "silver", "gold"] = "standard"
+    credit_limit: Money = Field(ge=0)
+    payment_terms_days: int = Field(default=30, ge=0, le=365)
+    address: Address
+    status: Literal["active", "on_hold"] = "active"
+
+
+class CustomerOut(CustomerIn):
+    exposure: Money
+    available_credit: Money
+
+
+async def _out(session: SessionDep, c: Customer) -> CustomerOut:
+    facts = await repo.load_credit(session, c.code, datetime.now(UTC).date())
+    total = exposure(facts, Decimal(0))
+    return CustomerOut(
+        code=c.code,
+        name=c.name,
+        tier=c.tier,
+        credit_limit=c.credit_limit,  # type: ignore[arg-type]
+        payment_terms_days=c.payment_terms_days,
+        address=Address(
+            line1=c.address_line1, city=c.city, postal_code=c.postal_code, country=c.country
+        ),
+        status=c.status,
+        exposure=total,
+        available_credit=c.credit_limit - total,  # type: ignore[arg-type]
+    )
+
+
+@router.post("", status_code=201, dependencies=[Depends(require("sales"))])
+async def create_customer(body: CustomerIn, session: SessionDep) -> CustomerOut:
+    if await session.get(Customer, body.code) is not None:
+        raise HTTPException(409, f"customer {body.code} already exists")
+    c = Customer(
+        code=body.code,
+        name=body.name,
+        tier=body.tier,
+        credit_limit=body.credit_limit,
+        payment_terms_days=body.payment_terms_days,
+        address_line1=body.address.line1,
+        city=body.address.city,
+        postal_code=body.address.postal_code,
+        country=body.address.country.upper(),
+        status=body.status,
+    )
+    session.add(c)
+    await session.commit()
+    return await _out(session, c)
+
+
+@router.get("/{code}")
+async def get_customer(code: str, session: SessionDep, _: CurrentUser) -> CustomerOut:
+    c = await session.get(Customer, code)
+    if c is None:
+        raise HTTPException(404, f"no customer {code}")
+    return await _out(session, c)

@@ -1,0 +1,282 @@
+"""Orders: create (idempotent), read with its whole story, list, decide, cancel."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Header, HTTPException, Query
+from fastapi.responses import JSONResponse
+from pydantic import StringConstraints
+from sqlalchemy import select
+from temporalio.client import WorkflowUpdateFailedError
+from temporalio.exceptions import ApplicationError
+from temporalio.service import RPCError, RPCStatusCode
+
+from orderflow.api.deps import CurrentUser, SessionDep, StateDep, require
+from orderflow.api.intake import OrderStartError, create_order
+from orderflow.db.models import Approval, Invoice, Order, OrderEvent, OrderLine, Shipment
+from orderflow.domain.payloads import CancelRequest, Decision, Model, Money, OrderIn, OrderState
+from orderflow.domain.status import OrderStatus
+from orderflow.temporal_client import workflow_id
+
+router = APIRouter(prefix="/orders", tags=["orders"])
+
+IdemKey = Annotated[str, StringConstraints(min_length=1, max_length=200)]
+
+
+class LineOut(Model):
+    line_no: int
+    sku: str
+    quantity: int
+    list_price: Money
+    unit_price: Money
+    line_total: Money
+    price_rule: str
+    reserved_qty: int
+    shipped_qty: int
+
+
+class ApprovalOut(Model):
+    level: int
+    role: str
+    status: str
+    reason: str
+    decided_by: str | None
+    comment: str
+    requested_at: datetime
+    decided_at: datetime | None
+
+
+class ShipmentOut(Model):
+    tracking_number: str
+    carrier: str
+    status: str
+    packages: int
+
+
+class InvoiceOut(Model):
+    number: str
+    amount: Money
+    due_date: date
+    credited: bool
+
+
+class EventOut(Model):
+    at: datetime
+    status: str | None
+    kind: str
+    actor: str
+    detail: str
+
+
+class OrderOut(Model):
+    id: str
+    status: str
+    awaiting_role: str | None
+    customer_code: str
+    channel: str
+    external_ref: str | None
+    subtotal: Money
+    order_discount: Money
+    total: Money
+    currency: str
+    ship_to: dict[str, Any]
+    requested_delivery_date: date | None
+    special_instructions: str | None
+    failure_reason: str | None
+    created_at: datetime
+    workflow_id: str
+    lines: list[LineOut]
+    approvals: list[ApprovalOut]
+    shipments: list[ShipmentOut]
+    invoice: InvoiceOut | None
+    timeline: list[EventOut]
+
+
+class OrderSummary(Model):
+    id: str
+    status: str
+    customer_code: str
+    channel: str
+    external_ref: str | None
+    total: Money
+    awaiting_role: str | None
+    created_at: datetime
+
+
+class OrderPage(Model):
+    items: list[OrderSummary]
+    next_cursor: str | None
+
+
+class DecisionIn(Model):
+    decision: Literal["approve", "reject"]
+    comment: Annotated[str, StringConstraints(max_length=2000)] = ""
+
+
+class CancelIn(Model):
+    reason: Annotated[str, StringConstraints(max_length=2000)] = ""
+
+
+@router.post("", status_code=201, dependencies=[Depends(require("sales", "channel"))])
+async def post_order(
+    body: OrderIn,
+    state: StateDep,
+    user: CurrentUser,
+    idempotency_key: Annotated[IdemKey | None, Header(alias="Idempotency-Key")] = None,
+) -> JSONResponse:
+    """Validate, price, persist and start an order; answers without waiting for the pipeline."""
+    try:
+        answer, created = await create_order(
+            state.sessions,
+            state.client,
+            state.settings,
+            body,
+            idempotency_key=idempotency_key,
+            actor=user.name,
+        )
+    except OrderStartError as err:
+        raise HTTPException(503, f"{err}; retry with the same Idempotency-Key to start it") from err
+    return JSONResponse(status_code=201 if created or idempotency_key else 200, content=answer)
+
+
+async def load_order(session: SessionDep, order_id: str) -> OrderOut:
+    order = await session.get(Order, order_id)
+    if order is None:
+        raise HTTPException(404, f"no order {order_id}")
+
+    async def rows(model: Any, *order_by: Any) -> list[Any]:
+        q = select(model).where(model.order_id == order_id).order_by(*order_by)
+        return list((await session.scalars(q)).all())
+
+    lines = await rows(OrderLine, OrderLine.line_no)
+    approvals = await rows(Approval, Approval.level)
+    shipments = await rows(Shipment, Shipment.shipment_no)
+    invoices = await rows(Invoice, Invoice.number)
+    events = await rows(OrderEvent, OrderEvent.at, OrderEvent.id)
+    return OrderOut(
+        id=order.id,
+        status=order.status,
+        awaiting_role=order.awaiting_role,
+        customer_code=order.customer_code,
+        channel=order.channel,
+        external_ref=order.external_ref,
+        subtotal=order.subtotal,
+        order_discount=order.order_discount,
+        total=order.total,
+        currency=order.currency,
+        ship_to=order.ship_to,
+        requested_delivery_date=order.requested_delivery_date,
+        special_instructions=order.special_instructions,
+        failure_reason=order.failure_reason,
+        created_at=order.created_at,
+        workflow_id=workflow_id(order.id),
+        lines=[LineOut.model_validate(ln, from_attributes=True) for ln in lines],
+        approvals=[ApprovalOut.model_validate(a, from_attributes=True) for a in approvals],
+        shipments=[ShipmentOut.model_validate(s, from_attributes=True) for s in shipments],
+        invoice=InvoiceOut.model_validate(invoices[0], from_attributes=True) if invoices else None,
+        timeline=[EventOut.model_validate(e, from_attributes=True) for e in events],
+    )
+
+
+@router.get("/{order_id}")
+async def get_order(order_id: str, session: SessionDep, _: CurrentUser) -> OrderOut:
+    return await load_order(session, order_id)
+
+
+@router.get("")
+async def list_orders(
+    session: SessionDep,
+    _: CurrentUser,
+    status: OrderStatus | None = None,
+    customer_code: str | None = None,
+    channel: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
+) -> OrderPage:
+    """Newest first, filtered; page with `cursor`."""
+    q = select(Order).order_by(Order.id.desc()).limit(limit + 1)
+    if status is not None:
+        q = q.where(Order.status == status.value)
+    if customer_code is not None:
+        q = q.where(Order.customer_code == customer_code)
+    if channel is not None:
+        q = q.where(Order.channel == channel)
+    if cursor is not None:
+        q = q.where(Order.id < cursor)
+    found = list((await session.scalars(q)).all())
+    page = found[:limit]
+    return OrderPage(
+        items=[OrderSummary.model_validate(o, from_attributes=True) for o in page],
+        next_cursor=page[-1].id if len(found) > limit else None,
+    )
+
+
+def _update_error(err: Exception, order_id: str) -> HTTPException:
+    """Map a refused workflow update to the HTTP status a caller can act on."""
+    if isinstance(err, WorkflowUpdateFailedError) and isinstance(err.cause, ApplicationError):
+        code = {"WrongRole": 403, "NothingPending": 409, "NotCancellable": 409}.get(
+            err.cause.type or "", 409
+        )
+        return HTTPException(code, err.cause.message)
+    if isinstance(err, RPCError) and err.status == RPCStatusCode.NOT_FOUND:
+        return HTTPException(409, f"order {order_id} has finished: nothing more can change")
+    raise err
+
+
+async def _order_or_404(session: SessionDep, order_id: str) -> Order:
+    order = await session.get(Order, order_id)
+    if order is None:
+        raise HTTPException(404, f"no order {order_id}")
+    return order
+
+
+@router.post("/{order_id}/decision")
+async def decide(
+    order_id: str, body: DecisionIn, state: StateDep, session: SessionDep, user: CurrentUser
+) -> OrderState:
+    """Approve or reject the pending approval level (an Update: answers once applied)."""
+    order = await _order_or_404(session, order_id)
+    if order.awaiting_role is not None and user.role != order.awaiting_role:
+        raise HTTPException(
+            403, f"order {order_id} waits for role {order.awaiting_role}, you are {user.role}"
+        )
+    handle = state.client.get_workflow_handle(workflow_id(order_id))
+    try:
+        return await handle.execute_update(
+            "decide",
+            Decision(decision=body.decision, comment=body.comment, by=user.name, role=user.role),
+            result_type=OrderState,
+        )
+    except (WorkflowUpdateFailedError, RPCError) as err:
+        raise _update_error(err, order_id) from err
+
+
+@router.post("/{order_id}/cancel", dependencies=[Depends(require("sales", "channel", "ops"))])
+async def cancel(
+    order_id: str, body: CancelIn, state: StateDep, session: SessionDep, user: CurrentUser
+) -> OrderState:
+    """Cancel before shipment; everything already done is compensated."""
+    order = await _order_or_404(session, order_id)
+    if order.status in {
+        s.value
+        for s in (
+            OrderStatus.SHIPPED,
+            OrderStatus.INVOICED,
+            OrderStatus.DELIVERED,
+            OrderStatus.COMPLETED,
+        )
+    }:
+        raise HTTPException(
+            409,
+            f"order {order_id} is {order.status}: it has shipped, so it "
+            "cannot be cancelled; raise a return instead",
+        )
+    handle = state.client.get_workflow_handle(workflow_id(order_id))
+    try:
+        return await handle.execute_update(
+            "cancel", CancelRequest(reason=body.reason, by=user.name), result_type=OrderState
+        )
+    except (WorkflowUpdateFailedError, RPCError) as err:
+        raise _update_error(err, order_id) from err

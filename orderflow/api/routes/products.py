@@ -1,0 +1,60 @@
+"""Products (the catalogue)."""
+
+from fastapi import APIRouter, Depends, HTTPException
+from pydantic import Field, model_validator
+
+from orderflow.api.deps import CurrentUser, SessionDep, require
+from orderflow.db.models import Product, Stock
+from orderflow.domain.payloads import Model, Money, NonEmpty
+
+router = APIRouter(prefix="/products", tags=["products"])
+
+
+class ProductIn(Model):
+    sku: NonEmpty
+    name: NonEmpty
+    unit_price: Money = Field(ge=0)
+    floor_price: Money = Field(ge=0)
+    pack_size: int = Field(default=1, ge=1)
+    min_order_qty: int = Field(default=1, ge=1)
+    make_to_order: bool = False
+    bin_location: str = "A-00-00"
+
+    @model_validator(mode="after")
+    def _floor_not_above_price(self) -> "ProductIn":
+        if self.floor_price > self.unit_price:
+            raise ValueError("floor_price must not exceed unit_price")
+        return self
+
+
+class ProductOut(ProductIn):
+    active: bool = True
+
+
+@router.post("", status_code=201, dependencies=[Depends(require())])
+async def create_product(body: ProductIn, session: SessionDep) -> ProductOut:
+    if await session.get(Product, body.sku) is not None:
+        raise HTTPException(409, f"product {body.sku} already exists")
+    session.add(Product(**body.model_dump()))
+    await session.flush()
+    session.add(Stock(sku=body.sku, on_hand=0, reserved=0))
+    await session.commit()
+    return ProductOut(**body.model_dump())
+
+
+@router.get("/{sku}")
+async def get_product(sku: str, session: SessionDep, _: CurrentUser) -> ProductOut:
+    p = await session.get(Product, sku)
+    if p is None:
+        raise HTTPException(404, f"no product {sku}")
+    return ProductOut(
+        sku=p.sku,
+        name=p.name,
+        unit_price=p.unit_price,
+        floor_price=p.floor_price,
+        pack_size=p.pack_size,
+        min_order_qty=p.min_order_qty,
+        make_to_order=p.make_to_order,
+        bin_location=p.bin_location,
+        active=p.active,
+    )

@@ -1,0 +1,265 @@
+"""The `orderflow` command: up, worker, api, migrate, users."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Annotated
+
+import httpx
+import typer
+from rich.console import Console
+from rich.panel import Panel
+
+from orderflow.config import Settings, get_settings
+
+app = typer.Typer(
+    help="Orderflow: sales orders as durable Temporal workflows.", no_args_is_help=True
+)
+users_app = typer.Typer(help="Manage API users and their tokens.", no_args_is_help=True)
+app.add_typer(users_app, name="users")
+console = Console(stderr=True)
+
+
+def _logging() -> None:
+    logging.basicConfig(
+        level=os.environ.get("ORDERFLOW_LOG_LEVEL", "INFO"),
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+    )
+
+
+async def _prepare_database(settings: Settings) -> None:
+    """Migrations, demo data and the bootstrap token: everything `up` needs in PostgreSQL."""
+    from orderflow.api.auth import ensure_token
+    from orderflow.db.migrate import upgrade
+    from orderflow.db.seed import load_demo_data
+    from orderflow.db.session import make_engine, make_session_factory
+
+    await asyncio.to_thread(upgrade, settings.resolved_database_url)
+    engine = make_engine(settings.resolved_database_url, pool_size=1)
+    try:
+        async with make_session_factory(engine)() as session:
+            await load_demo_data(session)
+            if settings.bootstrap_token:
+                await ensure_token(session, "bootstrap", "admin", settings.bootstrap_token)
+                await session.commit()
+    finally:
+        await engine.dispose()
+
+
+@app.command()
+def up(
+    api_port: Annotated[int | None, typer.Option(help="API port (ORDERFLOW_API_PORT)")] = None,
+    temporal_port: Annotated[int | None, typer.Option(help="Temporal gRPC port")] = None,
+    ui_port: Annotated[int | None, typer.Option(help="Temporal Web UI port")] = None,
+    pg_port: Annotated[int | None, typer.Option(help="PostgreSQL port")] = None,
+) -> None:
+    """Start the whole stack: PostgreSQL, Temporal + UI, migrations, demo data, worker, API."""
+    from orderflow.embedded import EmbeddedPostgres, EmbeddedTemporal, PortBusyError, require_free
+
+    overrides = {
+        k: v
+        for k, v in {
+            "api_port": api_port,
+            "temporal_port": temporal_port,
+            "temporal_ui_port": ui_port,
+            "pg_port": pg_port,
+        }.items()
+        if v is not None
+    }
+    settings = get_settings().model_copy(update=overrides)
+    home = settings.home.resolve()
+    home.mkdir(parents=True, exist_ok=True)
+    h = settings.host
+    try:
+        require_free(h, settings.api_port, "the API", "ORDERFLOW_API_PORT")
+        if not settings.database_url:
+            require_free(h, settings.pg_port, "PostgreSQL", "ORDERFLOW_PG_PORT")
+        if not settings.temporal_address:
+            require_free(h, settings.temporal_port, "Temporal", "ORDERFLOW_TEMPORAL_PORT")
+            require_free(
+                h, settings.temporal_ui_port, "the Temporal UI", "ORDERFLOW_TEMPORAL_UI_PORT"
+            )
+    except PortBusyError as err:
+        console.print(f"[red]{err}[/red]")
+        raise typer.Exit(2) from None
+
+    stopping = False
+
+    def on_signal(signum: int, _frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    started: list = []
+    try:
+        env = dict(os.environ)
+        if not settings.database_url:
+            console.print("starting PostgreSQL …")
+            pg = EmbeddedPostgres(home / "pg", h, settings.pg_port)
+            pg.start()
+            started.append(pg)
+            env["ORDERFLOW_DATABASE_URL"] = pg.url
+            settings = settings.model_copy(update={"database_url": pg.url})
+        if not settings.temporal_address:
+            console.print("starting Temporal dev server and Web UI …")
+            tmp = EmbeddedTemporal(
+                home / "temporal.db",
+                h,
+                settings.temporal_port,
+                settings.temporal_ui_port,
+                settings.temporal_namespace,
+            )
+            tmp.start(home / "temporal.log")
+            started.append(tmp)
+            env["TEMPORAL_ADDRESS"] = tmp.address
+        console.print("migrating and loading demo data …")
+        asyncio.run(_prepare_database(settings))
+        children = _start_children(settings, env, home)
+        started.extend(children)
+        _wait_healthy(settings, children, lambda: stopping)
+        _banner(settings)
+        while not stopping:
+            dead = [c for c in children if not c.alive()]
+            if dead:
+                console.print(
+                    f"[red]{dead[0].name} exited; see {home}/{dead[0].name}.log; stopping[/red]"
+                )
+                break
+            time.sleep(0.5)
+    except (RuntimeError, TimeoutError, OSError) as err:
+        console.print(f"[red]could not start: {err}[/red]")
+        raise typer.Exit(1) from None
+    finally:
+        console.print("stopping …")
+        for proc in reversed(started):
+            proc.stop()
+        console.print("stopped; data kept in " + str(home))
+
+
+def _start_children(settings: Settings, env: dict[str, str], home: Path) -> list:
+    from orderflow.embedded import spawn
+
+    py = sys.executable
+    worker = spawn("worker", [py, "-m", "orderflow.cli", "worker"], home / "worker.log", env=env)
+    api = spawn(
+        "api",
+        [py, "-m", "orderflow.cli", "api", "--port", str(settings.api_port)],
+        home / "api.log",
+        env=env,
+    )
+    return [worker, api]
+
+
+def _wait_healthy(settings: Settings, children: list, stopping) -> None:  # type: ignore[no-untyped-def]
+    url = f"http://{settings.host}:{settings.api_port}/health"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not stopping():
+        for child in children:
+            if not child.alive():
+                raise RuntimeError(
+                    f"{child.name} exited during start-up; see its log in {settings.home}"
+                )
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.3)
+    if not stopping():
+        raise TimeoutError(f"the API did not report healthy at {url} within 60 s")
+
+
+def _banner(settings: Settings) -> None:
+    api = f"http://{settings.host}:{settings.api_port}"
+    lines = [
+        f"API          {api}",
+        f"API docs     {api}/docs",
+        f"Temporal UI  {settings.temporal_ui_url}"
+        if not settings.temporal_address
+        else f"Temporal     {settings.temporal_address} (external)",
+        f"Logs, data   {settings.home.resolve()}",
+    ]
+    if not settings.bootstrap_token:
+        lines.append("Token        orderflow users create me --role admin")
+    lines.append("Ctrl-C stops everything; orders in flight carry on at the next `make up`.")
+    console.print(Panel("\n".join(lines), title="Orderflow is up", expand=False))
+
+
+@app.command()
+def worker() -> None:
+    """Run an order worker against the configured PostgreSQL and Temporal."""
+    from orderflow.workers.main import run
+
+    _logging()
+    asyncio.run(run(get_settings()))
+
+
+@app.command()
+def api(
+    port: Annotated[int | None, typer.Option(help="port (default ORDERFLOW_API_PORT)")] = None,
+) -> None:
+    """Serve the HTTP API."""
+    import uvicorn
+
+    from orderflow.api.main import create_app
+
+    _logging()
+    settings = get_settings()
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=port or settings.api_port,
+        log_level="warning",
+        access_log=False,
+    )
+
+
+@app.command()
+def migrate() -> None:
+    """Apply database migrations and load the demo data (idempotent)."""
+    asyncio.run(_prepare_database(get_settings()))
+    console.print("database is up to date")
+
+
+@users_app.command("create")
+def users_create(
+    name: str,
+    role: Annotated[
+        str,
+        typer.Option(
+            help="admin, sales, credit_controller, sales_manager, director, ops or channel"
+        ),
+    ],
+) -> None:
+    """Create a user; the token is printed as the last line."""
+    from orderflow.api.auth import create_user
+    from orderflow.db.session import make_engine, make_session_factory
+
+    async def go() -> str:
+        engine = make_engine(get_settings().resolved_database_url, pool_size=1)
+        try:
+            async with make_session_factory(engine)() as session:
+                token = await create_user(session, name, role)
+                await session.commit()
+                return token
+        finally:
+            await engine.dispose()
+
+    try:
+        token = asyncio.run(go())
+    except ValueError as err:
+        console.print(f"[red]{err}[/red]")
+        raise typer.Exit(2) from None
+    console.print(f"created {name} with role {role}; the token is shown once:")
+    print(token)
+
+
+if __name__ == "__main__":
+    app()

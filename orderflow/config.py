@@ -1,0 +1,114 @@
+"""One Settings object, read once from the environment (prefix ORDERFLOW_, plus TEMPORAL_*)."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import AliasChoices, Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Everything configurable about a deployment; unsafe or missing values fail at start-up."""
+
+    model_config = SettingsConfigDict(env_prefix="ORDERFLOW_", extra="ignore")
+
+    # Where the embedded stack keeps its data (PostgreSQL cluster, Temporal SQLite file, logs).
+    home: Path = Path(".orderflow")
+
+    # External services: when set, `orderflow up` uses them instead of starting its own.
+    database_url: str | None = None
+    temporal_address: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("TEMPORAL_ADDRESS", "ORDERFLOW_TEMPORAL_ADDRESS"),
+    )
+    temporal_namespace: str = Field(
+        default="default",
+        validation_alias=AliasChoices("TEMPORAL_NAMESPACE", "ORDERFLOW_TEMPORAL_NAMESPACE"),
+    )
+    task_queue: str = "orders"
+
+    # Ports of the embedded stack.
+    host: str = "127.0.0.1"
+    api_port: int = 8000
+    pg_port: int = 5544
+    temporal_port: int = 7233
+    temporal_ui_port: int = 8233
+
+    bootstrap_token: str | None = None
+    currency: str = "CNY"
+
+    # Simulated carrier: seconds between booking and the carrier reporting delivery.
+    carrier_transit_seconds: float = 10.0
+    # Simulated carrier behaviour: normal | fail_transient | fail_permanent | slow.
+    carrier_mode: str = "normal"
+    carrier_delay_seconds: float = 0.0
+    # How long a shipped order waits for a delivery confirmation before asking the carrier.
+    delivery_poll_seconds: float = 60.0
+
+    # Approval routing thresholds (order total) for the sales manager and the director.
+    approval_threshold_manager: Decimal = Decimal("100000.00")
+    approval_threshold_director: Decimal = Decimal("500000.00")
+    # Days an invoice may be overdue before the customer's orders need a credit controller.
+    overdue_grace_days: int = 7
+
+    # Outbound webhooks for on-call alerts and approver notices (logged when unset).
+    alert_webhook_url: str | None = None
+    notify_webhook_url: str | None = None
+
+    # Approval SLA per level, in seconds (reminder, escalation, final timeout).
+    approval_reminder_seconds: float = 4 * 3600
+    approval_escalation_seconds: float = 24 * 3600
+    approval_timeout_seconds: float = 72 * 3600
+    # How long a backordered order waits for stock before it is cancelled.
+    backorder_max_seconds: float = 7 * 24 * 3600
+
+    # Worker tuning.
+    max_concurrent_workflow_tasks: int = 200
+    max_concurrent_activities: int = 200
+    max_cached_workflows: int = 10000
+
+    @field_validator("api_port", "pg_port", "temporal_port", "temporal_ui_port")
+    @classmethod
+    def _port_range(cls, v: int) -> int:
+        if not 1 <= v <= 65535:
+            raise ValueError(f"port {v} is outside 1..65535")
+        return v
+
+    @field_validator("bootstrap_token")
+    @classmethod
+    def _token_strength(cls, v: str | None) -> str | None:
+        if v is not None and len(v) < 16:
+            raise ValueError("ORDERFLOW_BOOTSTRAP_TOKEN must be at least 16 characters")
+        return v
+
+    @property
+    def resolved_database_url(self) -> str:
+        """The SQLAlchemy URL of the application database (embedded one by default)."""
+        if self.database_url:
+            return normalise_db_url(self.database_url)
+        return f"postgresql+psycopg://postgres@{self.host}:{self.pg_port}/orderflow"
+
+    @property
+    def resolved_temporal_address(self) -> str:
+        return self.temporal_address or f"{self.host}:{self.temporal_port}"
+
+    @property
+    def temporal_ui_url(self) -> str:
+        return f"http://{self.host}:{self.temporal_ui_port}"
+
+
+def normalise_db_url(url: str) -> str:
+    """Accept plain `postgresql://` URLs and route them through psycopg 3."""
+    for prefix in ("postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    return url
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """The process-wide settings, loaded on first use."""
+    return Settings()

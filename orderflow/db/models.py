@@ -1,0 +1,326 @@
+"""SQLAlchemy 2 models. Constraints make wrong data impossible, not just unlikely."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    Date,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    Numeric,
+    String,
+    Text,
+    UniqueConstraint,
+    func,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+MONEY = Numeric(14, 2)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+def _now() -> Mapped[datetime]:
+    return mapped_column(DateTime(timezone=True), server_default=func.now(), nullable=False)
+
+
+class Customer(Base):
+    __tablename__ = "customers"
+    __table_args__ = (
+        CheckConstraint("tier IN ('standard','silver','gold')", name="tier_known"),
+        CheckConstraint("status IN ('active','on_hold','inactive')", name="status_known"),
+        CheckConstraint("credit_limit >= 0", name="credit_limit_non_negative"),
+        CheckConstraint("payment_terms_days >= 0", name="terms_non_negative"),
+    )
+    code: Mapped[str] = mapped_column(String(40), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    tier: Mapped[str] = mapped_column(String(20))
+    credit_limit: Mapped[Decimal] = mapped_column(MONEY)
+    payment_terms_days: Mapped[int] = mapped_column(Integer, default=30)
+    address_line1: Mapped[str] = mapped_column(String(200))
+    city: Mapped[str] = mapped_column(String(100))
+    postal_code: Mapped[str] = mapped_column(String(20))
+    country: Mapped[str] = mapped_column(String(2))
+    status: Mapped[str] = mapped_column(String(20), default="active")
+    created_at: Mapped[datetime] = _now()
+
+
+class Product(Base):
+    __tablename__ = "products"
+    __table_args__ = (
+        CheckConstraint("unit_price >= 0", name="price_non_negative"),
+        CheckConstraint("floor_price >= 0 AND floor_price <= unit_price", name="floor_le_price"),
+        CheckConstraint("pack_size > 0", name="pack_size_positive"),
+        CheckConstraint("min_order_qty > 0", name="moq_positive"),
+    )
+    sku: Mapped[str] = mapped_column(String(40), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    unit_price: Mapped[Decimal] = mapped_column(MONEY)
+    floor_price: Mapped[Decimal] = mapped_column(MONEY)
+    pack_size: Mapped[int] = mapped_column(Integer, default=1)
+    min_order_qty: Mapped[int] = mapped_column(Integer, default=1)
+    make_to_order: Mapped[bool] = mapped_column(Boolean, default=False)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    bin_location: Mapped[str] = mapped_column(String(20), default="A-00-00")
+    created_at: Mapped[datetime] = _now()
+
+
+class Stock(Base):
+    """On hand and reserved per SKU; the CHECKs are what make overselling impossible."""
+
+    __tablename__ = "stock"
+    __table_args__ = (
+        CheckConstraint("on_hand >= 0", name="on_hand_non_negative"),
+        CheckConstraint("reserved >= 0", name="reserved_non_negative"),
+        CheckConstraint("reserved <= on_hand", name="reserved_le_on_hand"),
+    )
+    sku: Mapped[str] = mapped_column(ForeignKey("products.sku"), primary_key=True)
+    on_hand: Mapped[int] = mapped_column(Integer, default=0)
+    reserved: Mapped[int] = mapped_column(Integer, default=0)
+    # Everything that ever left through a shipment; on_hand + reserved bookkeeping audit.
+    shipped: Mapped[int] = mapped_column(BigInteger, default=0)
+    received: Mapped[int] = mapped_column(BigInteger, default=0)
+    updated_at: Mapped[datetime] = _now()
+
+
+class Order(Base):
+    __tablename__ = "orders"
+    __table_args__ = (
+        CheckConstraint("total >= 0", name="total_non_negative"),
+        UniqueConstraint("channel", "external_ref", name="uq_orders_channel_external_ref"),
+        Index("ix_orders_status", "status"),
+        Index("ix_orders_customer", "customer_code", "status"),
+    )
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    customer_code: Mapped[str] = mapped_column(ForeignKey("customers.code"))
+    channel: Mapped[str] = mapped_column(String(40))
+    external_ref: Mapped[str | None] = mapped_column(String(200))
+    status: Mapped[str] = mapped_column(String(30))
+    awaiting_role: Mapped[str | None] = mapped_column(String(30))
+    subtotal: Mapped[Decimal] = mapped_column(MONEY)
+    order_discount: Mapped[Decimal] = mapped_column(MONEY, default=Decimal("0"))
+    total: Mapped[Decimal] = mapped_column(MONEY)
+    currency: Mapped[str] = mapped_column(String(3))
+    ship_to: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    requested_delivery_date: Mapped[date | None] = mapped_column(Date)
+    special_instructions: Mapped[str | None] = mapped_column(Text)
+    price_rules_version: Mapped[str] = mapped_column(String(40))
+    created_by: Mapped[str] = mapped_column(String(100))
+    failure_reason: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = _now()
+    updated_at: Mapped[datetime] = _now()
+
+
+class OrderLine(Base):
+    __tablename__ = "order_lines"
+    __table_args__ = (
+        UniqueConstraint("order_id", "line_no", name="uq_order_lines_order_line"),
+        CheckConstraint("quantity > 0", name="quantity_positive"),
+        CheckConstraint("reserved_qty >= 0 AND reserved_qty <= quantity", name="reserved_in_range"),
+        CheckConstraint("shipped_qty >= 0 AND shipped_qty <= quantity", name="shipped_in_range"),
+    )
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    order_id: Mapped[str] = mapped_column(ForeignKey("orders.id", ondelete="CASCADE"))
+    line_no: Mapped[int] = mapped_column(Integer)
+    sku: Mapped[str] = mapped_column(ForeignKey("products.sku"))
+    quantity: Mapped[int] = mapped_column(Integer)
+    list_price: Mapped[Decimal] = mapped_column(MONEY)
+    unit_price: Mapped[Decimal] = mapped_column(MONEY)
+    line_total: Mapped[Decimal] = mapped_column(MONEY)
+    price_rule: Mapped[str] = mapped_column(Text)
+    override_deviation: Mapped[Decimal | None] = mapped_column(MONEY)
+    below_floor: Mapped[bool] = mapped_column(Boolean, default=False)
+    discount_beyond_max: Mapped[bool] = mapped_column(Boolean, default=False)
+    reserved_qty: Mapped[int] = mapped_column(Integer, default=0)
+    shipped_qty: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class OrderEvent(Base):
+    """The timeline. `step_key` makes each write idempotent: a retried step writes nothing new."""
+
+    __tablename__ = "order_events"
+    __table_args__ = (
+        UniqueConstraint("order_id", "step_key", name="uq_order_events_step"),
+        Index("ix_order_events_order_at", "order_id", "at"),
+    )
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    order_id: Mapped[str] = mapped_column(ForeignKey("orders.id", ondelete="CASCADE"))
+    step_key: Mapped[str] = mapped_column(String(100))
+    at: Mapped[datetime] = _now()
+    status: Mapped[str | None] = mapped_column(String(30))
+    kind: Mapped[str] = mapped_column(String(30), default="status")
+    actor: Mapped[str] = mapped_column(String(100), default="system")
+    detail: Mapped[str] = mapped_column(Text, default="")
+
+
+class Reservation(Base):
+    __tablename__ = "reservations"
+    __table_args__ = (
+        UniqueConstraint("order_line_id", name="uq_reservations_line"),
+        CheckConstraint("quantity >= 0", name="quantity_non_negative"),
+        CheckConstraint("status IN ('active','released','consumed')", name="status_known"),
+    )
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    order_id: Mapped[str] = mapped_column(ForeignKey("orders.id", ondelete="CASCADE"), index=True)
+    order_line_id: Mapped[int] = mapped_column(ForeignKey("order_lines.id", ondelete="CASCADE"))
+    sku: Mapped[str] = mapped_column(ForeignKey("products.sku"))
+    quantity: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(20), default="active")
+    created_at: Mapped[datetime] = _now()
+    released_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class PickList(Base):
+    __tablename__ = "pick_lists"
+    __table_args__ = (
+        UniqueConstraint("order_id", name="uq_pick_lists_order"),
+        CheckConstraint("status IN ('open','packed','cancelled')", name="status_known"),
+    )
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    order_id: Mapped[str] = mapped_column(ForeignKey("orders.id", ondelete="CASCADE"))
+    status: Mapped[str] = mapped_column(String(20), default="open")
+    # [{sku, bin_location, quantity}] in walking order (by bin location).
+    lines: Mapped[list[dict[str, Any]]] = mapped_column(JSONB)
+    packages: Mapped[int | None] = mapped_column(Integer)
+    created_at: Mapped[datetime] = _now()
+
+
+class Shipment(Base):
+    __tablename__ = "shipments"
+    __table_args__ = (
+        UniqueConstraint("order_id", "shipment_no", name="uq_shipments_order_no"),
+        UniqueConstraint("tracking_number", name="uq_shipments_tracking"),
+        CheckConstraint(
+            "status IN ('booked','in_transit','delivered','exception','cancelled')",
+            name="status_known",
+        ),
+    )
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    order_id: Mapped[str] = mapped_column(ForeignKey("orders.id", ondelete="CASCADE"))
+    shipment_no: Mapped[int] = mapped_column(Integer, default=1)
+    tracking_number: Mapped[str] = mapped_column(String(60))
+    carrier: Mapped[str] = mapped_column(String(40))
+    status: Mapped[str] = mapped_column(String(20), default="booked")
+    packages: Mapped[int] = mapped_column(Integer, default=1)
+    booked_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    delivered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class Invoice(Base):
+    __tablename__ = "invoices"
+    __table_args__ = (
+        UniqueConstraint("order_id", name="uq_invoices_order"),
+        CheckConstraint("amount >= 0", name="amount_non_negative"),
+    )
+    number: Mapped[str] = mapped_column(String(40), primary_key=True)
+    order_id: Mapped[str] = mapped_column(ForeignKey("orders.id", ondelete="CASCADE"))
+    customer_code: Mapped[str] = mapped_column(ForeignKey("customers.code"))
+    amount: Mapped[Decimal] = mapped_column(MONEY)
+    issued_at: Mapped[datetime] = _now()
+    due_date: Mapped[date] = mapped_column(Date)
+    credited: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class Receivable(Base):
+    __tablename__ = "receivables"
+    __table_args__ = (
+        UniqueConstraint("invoice_number", name="uq_receivables_invoice"),
+        CheckConstraint("open_amount >= 0 AND open_amount <= amount", name="open_in_range"),
+        Index("ix_receivables_customer_open", "customer_code", "open_amount"),
+    )
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    invoice_number: Mapped[str] = mapped_column(ForeignKey("invoices.number"))
+    customer_code: Mapped[str] = mapped_column(ForeignKey("customers.code"))
+    amount: Mapped[Decimal] = mapped_column(MONEY)
+    open_amount: Mapped[Decimal] = mapped_column(MONEY)
+    due_date: Mapped[date] = mapped_column(Date)
+
+
+class CreditNote(Base):
+    __tablename__ = "credit_notes"
+    __table_args__ = (UniqueConstraint("invoice_number", name="uq_credit_notes_invoice"),)
+    number: Mapped[str] = mapped_column(String(40), primary_key=True)
+    invoice_number: Mapped[str] = mapped_column(ForeignKey("invoices.number"))
+    amount: Mapped[Decimal] = mapped_column(MONEY)
+    reason: Mapped[str] = mapped_column(Text, default="")
+    issued_at: Mapped[datetime] = _now()
+
+
+class Approval(Base):
+    __tablename__ = "approvals"
+    __table_args__ = (
+        UniqueConstraint("order_id", "level", name="uq_approvals_order_level"),
+        Index("ix_approvals_pending", "status", "role"),
+    )
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    order_id: Mapped[str] = mapped_column(ForeignKey("orders.id", ondelete="CASCADE"))
+    level: Mapped[int] = mapped_column(Integer)
+    role: Mapped[str] = mapped_column(String(30))
+    reason: Mapped[str] = mapped_column(Text, default="")
+    status: Mapped[str] = mapped_column(String(20), default="pending")
+    decided_by: Mapped[str | None] = mapped_column(String(100))
+    comment: Mapped[str] = mapped_column(Text, default="")
+    requested_at: Mapped[datetime] = _now()
+    decided_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class User(Base):
+    __tablename__ = "users"
+    __table_args__ = (UniqueConstraint("token_hash", name="uq_users_token_hash"),)
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(100))
+    role: Mapped[str] = mapped_column(String(30))
+    # SHA-256 of the token: tokens are random 32-byte secrets, so no salt or KDF is needed.
+    token_hash: Mapped[str] = mapped_column(String(64))
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = _now()
+
+
+class IdempotencyKey(Base):
+    __tablename__ = "idempotency_keys"
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    request_hash: Mapped[str] = mapped_column(String(64))
+    order_id: Mapped[str] = mapped_column(ForeignKey("orders.id", ondelete="CASCADE"))
+    # The exact answer given the first time, replayed for a repeat of the same request.
+    response: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    created_at: Mapped[datetime] = _now()
+
+
+class RejectedAttempt(Base):
+    """Audit of an order refused at entry: nothing else is written for it."""
+
+    __tablename__ = "rejected_attempts"
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = _now()
+    actor: Mapped[str] = mapped_column(String(100))
+    channel: Mapped[str | None] = mapped_column(String(40))
+    customer_code: Mapped[str | None] = mapped_column(String(40))
+    body: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    problems: Mapped[list[dict[str, Any]]] = mapped_column(JSONB)
+
+
+class Alert(Base):
+    __tablename__ = "alerts"
+    __table_args__ = (UniqueConstraint("dedup_key", name="uq_alerts_dedup"),)
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    dedup_key: Mapped[str] = mapped_column(String(200))
+    kind: Mapped[str] = mapped_column(String(40))
+    severity: Mapped[str] = mapped_column(String(20))
+    order_id: Mapped[str | None] = mapped_column(String(40))
+    summary: Mapped[str] = mapped_column(Text)
+    detail: Mapped[str] = mapped_column(Text, default="")
+    status: Mapped[str] = mapped_column(String(20), default="open")
+    created_at: Mapped[datetime] = _now()
+    acknowledged_by: Mapped[str | None] = mapped_column(String(100))
+    delivered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

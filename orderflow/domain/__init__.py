@@ -1,0 +1,1 @@
+"""Pure business rules and payload models: no I/O, deterministic, safe inside workflows."""

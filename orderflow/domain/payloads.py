@@ -1,0 +1,247 @@
+"""Payload models shared by the API, the workflows and the activities.
+
+Every workflow, activity, signal and update takes one model and returns one model, so a field
+can be added without breaking histories in flight (add fields with defaults, never remove).
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from decimal import Decimal
+from enum import StrEnum
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+from orderflow.domain.status import OrderStatus
+
+# One task queue for the order pipeline; everyone imports it from here.
+TASK_QUEUE = "orders"
+
+Role = Literal["admin", "sales", "credit_controller", "sales_manager", "director", "ops", "channel"]
+ROLES: tuple[str, ...] = Role.__args__  # type: ignore[attr-defined]
+
+NonEmpty = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+Money = Annotated[Decimal, Field(max_digits=14, decimal_places=2)]
+
+
+class Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Tier(StrEnum):
+    STANDARD = "standard"
+    SILVER = "silver"
+    GOLD = "gold"
+
+
+class Address(Model):
+    line1: NonEmpty
+    city: NonEmpty
+    postal_code: NonEmpty
+    country: Annotated[str, StringConstraints(strip_whitespace=True, min_length=2, max_length=2)]
+
+
+class OrderLineIn(Model):
+    sku: NonEmpty
+    quantity: int
+    unit_price: Money | None = None
+
+
+class OrderIn(Model):
+    """The body of POST /orders: what a channel hands over."""
+
+    customer_code: NonEmpty
+    channel: NonEmpty = "api"
+    external_ref: NonEmpty | None = None
+    lines: list[OrderLineIn] = Field(min_length=1, max_length=500)
+    ship_to: Address | None = None
+    requested_delivery_date: date | None = None
+    special_instructions: Annotated[str, StringConstraints(max_length=2000)] | None = None
+
+
+class Problem(Model):
+    """One thing wrong with an order: where, a stable code, and words for a person."""
+
+    loc: list[str | int]
+    code: str
+    message: str
+
+
+class PricedLine(Model):
+    line_no: int
+    sku: str
+    quantity: int
+    list_price: Money
+    unit_price: Money
+    line_total: Money
+    price_rule: str
+    # Set when the channel asked for its own price: how far it is from the computed one.
+    override_deviation: Money | None = None
+    below_floor: bool = False
+    discount_beyond_max: bool = False
+
+
+class ApprovalLevel(Model):
+    level: int
+    role: str
+    reason: str
+
+
+class SlaPolicy(Model):
+    """Per-level approval timers, fixed for an order when it starts."""
+
+    reminder_seconds: float = 4 * 3600
+    escalation_seconds: float = 24 * 3600
+    timeout_seconds: float = 72 * 3600
+    escalate_to: dict[str, str] = Field(
+        default_factory=lambda: {
+            "sales_manager": "director",
+            "credit_controller": "director",
+            "ops": "admin",
+            "director": "admin",
+        }
+    )
+    on_timeout: Literal["reject", "approve"] = "reject"
+
+
+class OrderWorkflowInput(Model):
+    """What an OrderWorkflow starts with; the rules in force are copied in so they stay put."""
+
+    order_id: str
+    customer_code: str
+    channel: str
+    total: Money
+    sla: SlaPolicy = Field(default_factory=SlaPolicy)
+    delivery_poll_seconds: float = 60.0
+    backorder_max_seconds: float = 7 * 24 * 3600
+    backorder_recheck_seconds: float = 3600.0
+
+
+class OrderRef(Model):
+    order_id: str
+
+
+class Assessment(Model):
+    """Result of the credit check and approval routing inside the workflow."""
+
+    ok: bool
+    problems: list[Problem] = Field(default_factory=list)
+    levels: list[ApprovalLevel] = Field(default_factory=list)
+    total: Money = Decimal("0")
+
+
+class StatusChange(Model):
+    """Write a status (and its timeline event) for an order, idempotently by step key."""
+
+    order_id: str
+    status: OrderStatus
+    step_key: str
+    detail: str = ""
+    actor: str = "system"
+    awaiting_role: str | None = None
+
+
+class ReserveResult(Model):
+    fully_reserved: bool
+    short: dict[str, int] = Field(default_factory=dict)
+
+
+class PackResult(Model):
+    packages: int
+
+
+class ShipmentRequest(Model):
+    order_id: str
+    shipment_no: int = 1
+    packages: int = 1
+    ship_to: Address | None = None
+
+
+class Booking(Model):
+    tracking_number: str
+    carrier: str
+    booked_at: datetime
+
+
+class TrackRequest(Model):
+    tracking_number: str
+    booked_at: datetime
+
+
+class TrackResult(Model):
+    status: Literal["booked", "in_transit", "delivered", "exception"]
+    at: datetime | None = None
+
+
+class ShipmentRecord(Model):
+    order_id: str
+    shipment_no: int
+    booking: Booking
+    packages: int
+
+
+class DeliveryEvent(Model):
+    tracking_number: str
+    status: Literal["in_transit", "delivered", "exception"]
+    at: datetime | None = None
+
+
+class Decision(Model):
+    decision: Literal["approve", "reject"]
+    comment: str = ""
+    by: str = "unknown"
+    role: str = ""
+
+
+class DecisionRecord(Model):
+    order_id: str
+    level: int
+    role: str
+    status: Literal["pending", "approved", "rejected", "timed_out", "escalated", "cancelled"]
+    decided_by: str | None = None
+    comment: str = ""
+    reason: str = ""
+
+
+class CancelRequest(Model):
+    reason: str = ""
+    by: str = "unknown"
+
+
+class Compensation(Model):
+    order_id: str
+    step: Literal["reservation", "pick_list", "shipment", "invoice"]
+    reason: str = ""
+
+
+class Alert(Model):
+    dedup_key: str
+    kind: str
+    severity: Literal["info", "warning", "critical"] = "warning"
+    order_id: str | None = None
+    summary: str
+    detail: str = ""
+
+
+class Notice(Model):
+    """A message to a role (approvers) through the outbound path."""
+
+    dedup_key: str
+    role: str
+    order_id: str
+    subject: str
+    body: str = ""
+
+
+class OrderState(Model):
+    """What the workflow's query answers: the live state of the order."""
+
+    order_id: str
+    status: OrderStatus
+    awaiting_role: str | None = None
+    pending_level: int | None = None
+    approvals: list[DecisionRecord] = Field(default_factory=list)
+    tracking_numbers: list[str] = Field(default_factory=list)
+    cancel_reason: str | None = None
+    failure: str | None = None

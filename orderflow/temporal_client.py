@@ -1,0 +1,26 @@
+"""The Temporal client every process uses: pydantic converter so Decimal and dates survive."""
+
+from __future__ import annotations
+
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
+
+
+async def connect(address: str, namespace: str, metrics_port: int | None = None) -> Client:
+    """Connect with the pydantic data converter; optionally expose SDK metrics."""
+    runtime = None
+    if metrics_port is not None:
+        runtime = Runtime(
+            telemetry=TelemetryConfig(
+                metrics=PrometheusConfig(bind_address=f"127.0.0.1:{metrics_port}")
+            )
+        )
+    return await Client.connect(
+        address, namespace=namespace, data_converter=pydantic_data_converter, runtime=runtime
+    )
+
+
+def workflow_id(order_id: str) -> str:
+    """The one workflow of an order."""
+    return f"order-{order_id}"

@@ -1,0 +1,103 @@
+"""The order worker: registers the workflow and every activity on the task queue."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import httpx
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from orderflow.activities.approvals import ApprovalActivities
+from orderflow.activities.billing import BillingActivities
+from orderflow.activities.intake import IntakeActivities
+from orderflow.activities.inventory import InventoryActivities
+from orderflow.activities.notify import NotifyActivities
+from orderflow.activities.orders import OrderActivities
+from orderflow.activities.shipping import Carrier, ShippingActivities, SimulatedCarrier
+from orderflow.activities.warehouse import WarehouseActivities
+from orderflow.config import Settings
+from orderflow.db.session import SessionFactory, make_engine, make_session_factory
+from orderflow.temporal_client import connect
+from orderflow.workflows.order import OrderWorkflow
+
+log = logging.getLogger("orderflow.worker")
+
+
+def activities_for(
+    sessions: SessionFactory, settings: Settings, carrier: Carrier, http: httpx.AsyncClient
+) -> list[object]:
+    """Every activity method, bound to real dependencies."""
+    db = [
+        cls(sessions, settings)
+        for cls in (
+            IntakeActivities,
+            ApprovalActivities,
+            InventoryActivities,
+            WarehouseActivities,
+            BillingActivities,
+            OrderActivities,
+        )
+    ]
+    shipping = ShippingActivities(sessions, settings, carrier)
+    notify = NotifyActivities(sessions, settings, http)
+    found: list[object] = []
+    for obj in [*db, shipping, notify]:
+        for name in dir(obj):
+            fn = getattr(obj, name)
+            if callable(fn) and hasattr(fn, "__temporal_activity_definition"):
+                found.append(fn)
+    return found
+
+
+def default_carrier(settings: Settings) -> SimulatedCarrier:
+    return SimulatedCarrier(
+        settings.carrier_transit_seconds, settings.carrier_mode, settings.carrier_delay_seconds
+    )
+
+
+@asynccontextmanager
+async def order_worker(
+    client: Client,
+    sessions: SessionFactory,
+    settings: Settings,
+    *,
+    task_queue: str | None = None,
+    carrier: Carrier | None = None,
+) -> AsyncIterator[Worker]:
+    """A running worker for the order pipeline; stops (gracefully) when the block exits."""
+    async with httpx.AsyncClient(timeout=10) as http:
+        worker = Worker(
+            client,
+            task_queue=task_queue or settings.task_queue,
+            workflows=[OrderWorkflow],
+            activities=activities_for(
+                sessions, settings, carrier or default_carrier(settings), http
+            ),
+            max_concurrent_workflow_tasks=settings.max_concurrent_workflow_tasks,
+            max_concurrent_activities=settings.max_concurrent_activities,
+            max_concurrent_local_activities=settings.max_concurrent_activities,
+            max_cached_workflows=settings.max_cached_workflows,
+        )
+        async with worker:
+            yield worker
+
+
+async def run(settings: Settings) -> None:
+    """Run a worker until SIGINT/SIGTERM."""
+    client = await connect(settings.resolved_temporal_address, settings.temporal_namespace)
+    engine = make_engine(settings.resolved_database_url)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        async with order_worker(client, make_session_factory(engine), settings):
+            log.info("worker polling task queue %s", settings.task_queue)
+            await stop.wait()
+    finally:
+        await engine.dispose()

@@ -1,0 +1,623 @@
+"""OrderWorkflow: one durable workflow per order, orchestration only.
+
+Steps that only touch PostgreSQL are local activities: they cost one marker event each
+instead of three events and a round trip through the matching service. The carrier is the
+outside world, so booking and tracking are normal activities with heartbeats.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy, SearchAttributeKey, SearchAttributePair
+from temporalio.exceptions import ActivityError, ApplicationError
+
+with workflow.unsafe.imports_passed_through():
+    from orderflow.domain.payloads import (
+        Alert,
+        ApprovalLevel,
+        Assessment,
+        Booking,
+        CancelRequest,
+        Compensation,
+        Decision,
+        DecisionRecord,
+        DeliveryEvent,
+        Notice,
+        OrderRef,
+        OrderState,
+        OrderWorkflowInput,
+        PackResult,
+        ReserveResult,
+        ShipmentRecord,
+        ShipmentRequest,
+        StatusChange,
+        TrackRequest,
+        TrackResult,
+    )
+    from orderflow.domain.status import SHIPPED_OR_LATER, OrderStatus, can_cancel
+
+STATUS = SearchAttributeKey.for_keyword("OrderStatus")
+AWAITING_ROLE = SearchAttributeKey.for_keyword("AwaitingRole")
+CUSTOMER = SearchAttributeKey.for_keyword("CustomerCode")
+CHANNEL = SearchAttributeKey.for_keyword("Channel")
+TOTAL = SearchAttributeKey.for_float("OrderTotal")
+
+# PostgreSQL steps: quick retries, then a pause long enough to ride out a restart.
+DB_RETRY = RetryPolicy(
+    initial_interval=timedelta(milliseconds=200),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(seconds=30),
+    maximum_attempts=20,
+)
+# Compensations never give up: they keep retrying until they take effect.
+COMPENSATION_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=5)
+)
+CARRIER_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(minutes=2),
+    maximum_attempts=10,
+    non_retryable_error_types=["CarrierRejected"],
+)
+NOTIFY_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=2),
+    maximum_interval=timedelta(minutes=5),
+    maximum_attempts=50,
+)
+DB_TIMEOUT = timedelta(seconds=15)
+CARRIER_TIMEOUT = timedelta(minutes=2)
+CARRIER_HEARTBEAT = timedelta(seconds=10)
+
+# Undo of each step that takes effect, by the activity that performs it.
+UNDO = {
+    "reservation": ("inventory.release", True),
+    "pick_list": ("warehouse.cancel_pick_list", True),
+    "shipment": ("shipping.cancel_shipment", False),
+    "invoice": ("billing.credit_note", True),
+}
+
+
+class OrderStopped(Exception):
+    """The order leaves the happy path: rejected, cancelled or failed."""
+
+    def __init__(self, status: OrderStatus, reason: str):
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+
+
+@workflow.defn(name="OrderWorkflow")
+class OrderWorkflow:
+    def __init__(self) -> None:
+        self.order_id = ""
+        self.status = OrderStatus.RECEIVED
+        self.awaiting_role: str | None = None
+        self.pending_level: int | None = None
+        self.approvals: list[DecisionRecord] = []
+        self.decision: Decision | None = None
+        self.cancel_request: CancelRequest | None = None
+        self.carrier_events: list[DeliveryEvent] = []
+        self.replenished = False
+        self.tracking_numbers: list[str] = []
+        self.compensations: list[str] = []
+        self.notes: list[str] = []
+        self.failure: str | None = None
+        self.finished = False
+
+    # ---- messages -------------------------------------------------------------------
+
+    @workflow.query(name="state")
+    def state(self) -> OrderState:
+        return OrderState(
+            order_id=self.order_id,
+            status=self.status,
+            awaiting_role=self.awaiting_role,
+            pending_level=self.pending_level,
+            approvals=self.approvals,
+            tracking_numbers=self.tracking_numbers,
+            cancel_reason=self.cancel_request.reason if self.cancel_request else None,
+            failure=self.failure,
+        )
+
+    def _decision_problem(self, d: Decision) -> ApplicationError | None:
+        if self.awaiting_role is None or self.decision is not None or self.finished:
+            return ApplicationError(
+                f"order {self.order_id} is {self.status.value}: nothing awaits a decision",
+                type="NothingPending",
+            )
+        if d.role != self.awaiting_role:
+            return ApplicationError(
+                f"level {self.pending_level} needs role {self.awaiting_role}, not {d.role}",
+                type="WrongRole",
+            )
+        return None
+
+    @workflow.update(name="decide")
+    async def decide(self, d: Decision) -> OrderState:
+        """An approver's decision on the pending level; answers once it has been applied."""
+        self.decision = d
+        await workflow.wait_condition(lambda: self.decision is None)
+        return self.state()
+
+    @decide.validator
+    def _validate_decide(self, d: Decision) -> None:
+        problem = self._decision_problem(d)
+        if problem is not None:
+            raise problem
+
+    @workflow.signal(name="decide_signal")
+    def decide_signal(self, d: Decision) -> None:
+        """The same decision as a signal (Temporal UI / CLI); an invalid one is noted, ignored."""
+        problem = self._decision_problem(d)
+        if problem is not None:
+            self.notes.append(f"ignored decision signal from {d.by} ({d.role}): {problem.message}")
+            return
+        self.decision = d
+
+    @workflow.update(name="cancel")
+    async def cancel(self, req: CancelRequest) -> OrderState:
+        """Cancel and compensate; answers when the order has ended (or after 30 s of work)."""
+        self.cancel_request = req
+        await workflow.wait_condition(lambda: self.finished, timeout=timedelta(seconds=30))
+        return self.state()
+
+    @cancel.validator
+    def _validate_cancel(self, req: CancelRequest) -> None:
+        if self.status in SHIPPED_OR_LATER:
+            raise ApplicationError(
+                f"order {self.order_id} is {self.status.value}: it has shipped, so it cannot be "
+                "cancelled; raise a return instead",
+                type="NotCancellable",
+            )
+        if not can_cancel(self.status) or self.cancel_request is not None or self.finished:
+            raise ApplicationError(
+                f"order {self.order_id} is {self.status.value} and cannot be cancelled",
+                type="NotCancellable",
+            )
+
+    @workflow.signal(name="carrier_event")
+    def carrier_event(self, event: DeliveryEvent) -> None:
+        self.carrier_events.append(event)
+
+    @workflow.signal(name="stock_replenished")
+    def stock_replenished(self, ref: OrderRef) -> None:
+        self.replenished = True
+
+    # ---- the pipeline ---------------------------------------------------------------
+
+    @workflow.run
+    async def run(self, inp: OrderWorkflowInput) -> OrderState:
+        self.order_id = inp.order_id
+        self.inp = inp
+        try:
+            await self._pipeline()
+        except OrderStopped as stop:
+            await self._stop(stop)
+        self.finished = True
+        # Let an in-flight cancel/decide update return its answer before the run ends.
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        return self.state()
+
+    async def _pipeline(self) -> None:
+        ref = OrderRef(order_id=self.order_id)
+        assessment = await self._db("intake.assess_order", ref, Assessment)
+        if not assessment.ok:
+            problems = "; ".join(p.message for p in assessment.problems)
+            raise OrderStopped(OrderStatus.REJECTED, f"validation: {problems}")
+        self._moved(OrderStatus.VALIDATED)
+        if assessment.levels:
+            await self._approvals(assessment.levels)
+            await self._db(
+                "orders.set_status",
+                self._change(OrderStatus.APPROVED, "approved", "all approval levels approved"),
+            )
+        self._moved(OrderStatus.APPROVED)
+        self._checkpoint()
+
+        await self._reserve(ref)
+        await self._db("warehouse.create_pick_list", ref)
+        self.compensations.append("pick_list")
+        self._moved(OrderStatus.PICKING)
+        self._checkpoint()
+        packed = await self._db("warehouse.pack", ref, PackResult)
+        self._moved(OrderStatus.PACKED)
+        self._checkpoint()
+
+        booking: Booking = await self._step(
+            "shipping.book",
+            ShipmentRequest(order_id=self.order_id, packages=packed.packages),
+            start_to_close_timeout=CARRIER_TIMEOUT,
+            heartbeat_timeout=CARRIER_HEARTBEAT,
+            retry_policy=CARRIER_RETRY,
+            result_type=Booking,
+        )
+        # The booking took effect: record it before honouring a cancel, so it is undone.
+        await self._db(
+            "shipping.record_shipment",
+            ShipmentRecord(
+                order_id=self.order_id, shipment_no=1, booking=booking, packages=packed.packages
+            ),
+        )
+        self.compensations.append("shipment")
+        self.tracking_numbers.append(booking.tracking_number)
+        self._moved(OrderStatus.SHIPPED)
+        await self._db("billing.invoice", ref)
+        self.compensations.append("invoice")
+        self._moved(OrderStatus.INVOICED)
+
+        await self._await_delivery(booking)
+        self._moved(OrderStatus.DELIVERED)
+        await self._db(
+            "orders.set_status", self._change(OrderStatus.COMPLETED, "completed", "order complete")
+        )
+        self._moved(OrderStatus.COMPLETED)
+
+    async def _reserve(self, ref: OrderRef) -> None:
+        """Reserve stock; when short, wait in backordered for a replenishment signal."""
+        waited = timedelta(0)
+        limit = timedelta(seconds=self.inp.backorder_max_seconds)
+        recheck = timedelta(seconds=self.inp.backorder_recheck_seconds)
+        while True:
+            result = await self._db("inventory.reserve", ref, ReserveResult)
+            if "reservation" not in self.compensations:
+                self.compensations.append("reservation")
+            if result.fully_reserved:
+                self._moved(OrderStatus.RESERVED)
+                return
+            self._moved(OrderStatus.BACKORDERED)
+            if waited >= limit:
+                await self._alert(
+                    "backorder_timeout",
+                    "critical",
+                    f"order {self.order_id} waited {waited} for stock: " + ", ".join(result.short),
+                )
+                raise OrderStopped(
+                    OrderStatus.CANCELLED,
+                    f"backorder not filled within {limit}: short "
+                    + ", ".join(f"{k} x{v}" for k, v in result.short.items()),
+                )
+            self.replenished = False
+            step = min(recheck, limit - waited)
+            start = workflow.now()
+            await self._wait(lambda: self.replenished, step)
+            waited += workflow.now() - start
+
+    async def _approvals(self, levels: list[ApprovalLevel]) -> None:
+        for lvl in levels:
+            await self._approve_level(lvl)
+
+    async def _approve_level(self, lvl: ApprovalLevel) -> None:
+        """Wait for one level with its SLA: reminder, escalation to a backup role, timeout."""
+        sla = self.inp.sla
+        role = lvl.role
+        await self._open_level(lvl.level, role, lvl.reason)
+        phases = [
+            ("reminder", sla.reminder_seconds),
+            ("escalation", sla.escalation_seconds - sla.reminder_seconds),
+            ("timeout", sla.timeout_seconds - sla.escalation_seconds),
+        ]
+        for phase, seconds in phases:
+            if await self._wait(
+                lambda: self.decision is not None, timedelta(seconds=max(seconds, 0))
+            ):
+                break
+            if phase == "reminder":
+                await self._notify(
+                    role,
+                    f"reminder: order {self.order_id} waits for your approval (level {lvl.level})",
+                    f"remind:{lvl.level}:{role}",
+                )
+            elif phase == "escalation":
+                backup = sla.escalate_to.get(role, "admin")
+                await self._alert(
+                    "approval_escalated",
+                    "warning",
+                    f"order {self.order_id} level {lvl.level} not decided by {role} within "
+                    f"{timedelta(seconds=sla.escalation_seconds)}; escalated to {backup}",
+                    key=f"escalated:{lvl.level}",
+                )
+                self._record_level(lvl.level, role, "escalated", None, "", lvl.reason)
+                role = backup
+                await self._open_level(lvl.level, role, f"escalated: {lvl.reason}")
+            else:
+                await self._alert(
+                    "approval_timeout",
+                    "critical",
+                    f"order {self.order_id} level {lvl.level} timed out waiting for {role}",
+                    key=f"timeout:{lvl.level}",
+                )
+                if sla.on_timeout == "approve":
+                    await self._close_level(
+                        lvl.level,
+                        role,
+                        "approved",
+                        "system",
+                        "auto-approved at timeout",
+                        lvl.reason,
+                    )
+                    return
+                await self._close_level(
+                    lvl.level,
+                    role,
+                    "timed_out",
+                    "system",
+                    "no decision before the timeout",
+                    lvl.reason,
+                )
+                raise OrderStopped(
+                    OrderStatus.REJECTED, f"approval level {lvl.level} ({role}) timed out"
+                )
+        d = self.decision
+        assert d is not None
+        status = "approved" if d.decision == "approve" else "rejected"
+        await self._close_level(lvl.level, role, status, d.by, d.comment, lvl.reason)
+        self.decision = None
+        if status == "rejected":
+            raise OrderStopped(
+                OrderStatus.REJECTED,
+                f"rejected by {d.by} ({role}) at level {lvl.level}"
+                + (f": {d.comment}" if d.comment else ""),
+            )
+
+    async def _open_level(self, level: int, role: str, reason: str) -> None:
+        rec = DecisionRecord(
+            order_id=self.order_id, level=level, role=role, status="pending", reason=reason
+        )
+        await self._db("approvals.open_level", rec)
+        self._record_level(level, role, "pending", None, "", reason)
+        self._moved(OrderStatus.AWAITING_APPROVAL, awaiting_role=role, level=level)
+        await self._notify(
+            role,
+            f"order {self.order_id} needs your approval (level {level}): {reason}",
+            f"request:{level}:{role}",
+        )
+
+    async def _close_level(
+        self, level: int, role: str, status: str, by: str | None, comment: str, reason: str
+    ) -> None:
+        rec = DecisionRecord(
+            order_id=self.order_id,
+            level=level,
+            role=role,
+            status=status,
+            decided_by=by,
+            comment=comment,
+            reason=reason,
+        )
+        await self._db("approvals.record_decision", rec)
+        self._record_level(level, role, status, by, comment, reason)
+        self.awaiting_role = None
+        self.pending_level = None
+
+    def _record_level(
+        self, level: int, role: str, status: str, by: str | None, comment: str, reason: str
+    ) -> None:
+        self.approvals = [a for a in self.approvals if not (a.level == level and a.role == role)]
+        self.approvals.append(
+            DecisionRecord(
+                order_id=self.order_id,
+                level=level,
+                role=role,
+                status=status,  # type: ignore[arg-type]
+                decided_by=by,
+                comment=comment,
+                reason=reason,
+            )
+        )
+
+    async def _await_delivery(self, booking: Booking) -> None:
+        poll = timedelta(seconds=self.inp.delivery_poll_seconds)
+        while True:
+            await self._wait(lambda: bool(self.carrier_events), poll, cancellable=False)
+            if not self.carrier_events:
+                tracked = await self._step(
+                    "shipping.track",
+                    TrackRequest(
+                        tracking_number=booking.tracking_number, booked_at=booking.booked_at
+                    ),
+                    start_to_close_timeout=CARRIER_TIMEOUT,
+                    heartbeat_timeout=CARRIER_HEARTBEAT,
+                    retry_policy=CARRIER_RETRY,
+                    result_type=TrackResult,
+                )
+                if tracked.status in ("delivered", "exception"):
+                    self.carrier_events.append(
+                        DeliveryEvent(
+                            tracking_number=booking.tracking_number,
+                            status=tracked.status,
+                            at=tracked.at,
+                        )
+                    )
+            while self.carrier_events:
+                event = self.carrier_events.pop(0)
+                await self._db("shipping.record_delivery", event)
+                if event.status == "delivered":
+                    return
+                if event.status == "exception":
+                    await self._alert(
+                        "carrier_exception",
+                        "warning",
+                        f"carrier reports an exception on {event.tracking_number}",
+                        key=f"carrier_exception:{event.tracking_number}",
+                    )
+
+    # ---- stopping and compensation ----------------------------------------------------
+
+    def _checkpoint(self) -> None:
+        if self.cancel_request is not None:
+            req = self.cancel_request
+            raise OrderStopped(
+                OrderStatus.CANCELLED,
+                f"cancelled by {req.by}" + (f": {req.reason}" if req.reason else ""),
+            )
+
+    async def _stop(self, stop: OrderStopped) -> None:
+        """Undo what took effect, newest first, each exactly once; then end the order."""
+        self.failure = stop.reason
+        for step in reversed(self.compensations):
+            activity_name, local = UNDO[step]
+            comp = Compensation(
+                order_id=self.order_id,
+                step=step,  # type: ignore[arg-type]
+                reason=stop.reason,
+            )
+            if local:
+                await workflow.execute_local_activity(
+                    activity_name,
+                    comp,
+                    start_to_close_timeout=DB_TIMEOUT,
+                    retry_policy=COMPENSATION_RETRY,
+                )
+            else:
+                await workflow.execute_activity(
+                    activity_name,
+                    comp,
+                    start_to_close_timeout=CARRIER_TIMEOUT,
+                    heartbeat_timeout=CARRIER_HEARTBEAT,
+                    retry_policy=COMPENSATION_RETRY,
+                )
+        self.compensations.clear()
+        if self.awaiting_role is not None and self.pending_level is not None:
+            await self._close_level(
+                self.pending_level, self.awaiting_role, "cancelled", None, stop.reason, ""
+            )
+        await workflow.execute_local_activity(
+            "orders.set_status",
+            self._change(stop.status, stop.status.value, stop.reason),
+            start_to_close_timeout=DB_TIMEOUT,
+            retry_policy=COMPENSATION_RETRY,
+        )
+        self._moved(stop.status)
+
+    # ---- helpers ------------------------------------------------------------------
+
+    async def _wait(self, ready, within: timedelta, cancellable: bool = True) -> bool:  # type: ignore[no-untyped-def]
+        """Wait for `ready` or the timeout; a cancel request interrupts; notes get written."""
+
+        def woken() -> bool:
+            return ready() or bool(self.notes) or (cancellable and self.cancel_request is not None)
+
+        deadline = workflow.now() + within
+        while True:
+            remaining = deadline - workflow.now()
+            if remaining <= timedelta(0):
+                return bool(ready())
+            try:
+                await workflow.wait_condition(woken, timeout=remaining)
+            except TimeoutError:
+                return bool(ready())
+            await self._flush_notes()
+            if cancellable:
+                self._checkpoint()
+            if ready():
+                return True
+
+    async def _flush_notes(self) -> None:
+        while self.notes:
+            note = self.notes.pop(0)
+            await self._db(
+                "orders.note",
+                StatusChange(
+                    order_id=self.order_id,
+                    status=self.status,
+                    step_key=f"note:{workflow.uuid4()}",
+                    detail=note,
+                ),
+            )
+
+    def _change(self, status: OrderStatus, key: str, detail: str) -> StatusChange:
+        return StatusChange(order_id=self.order_id, status=status, step_key=key, detail=detail)
+
+    def _moved(
+        self, status: OrderStatus, awaiting_role: str | None = None, level: int | None = None
+    ) -> None:
+        """Follow a status in the workflow state and the Temporal search attributes."""
+        self.status = status
+        self.awaiting_role = awaiting_role
+        self.pending_level = level
+        pairs: list[SearchAttributePair] = [STATUS.value_set(status.value)]
+        pairs.append(
+            AWAITING_ROLE.value_set(awaiting_role) if awaiting_role else AWAITING_ROLE.value_unset()
+        )
+        workflow.upsert_search_attributes(pairs)
+
+    async def _db(self, name: str, arg, result_type=None):  # type: ignore[no-untyped-def]
+        """A PostgreSQL-only step as a local activity; a failure for good fails the order."""
+        return await self._step(name, arg, local=True, result_type=result_type)
+
+    async def _step(
+        self,
+        name: str,
+        arg,
+        *,
+        local: bool = False,
+        result_type=None,  # type: ignore[no-untyped-def]
+        **options,
+    ):
+        try:
+            if local:
+                return await workflow.execute_local_activity(
+                    name,
+                    arg,
+                    start_to_close_timeout=DB_TIMEOUT,
+                    retry_policy=DB_RETRY,
+                    result_type=result_type,
+                )
+            return await workflow.execute_activity(name, arg, result_type=result_type, **options)
+        except ActivityError as err:
+            cause = err.cause
+            message = getattr(cause, "message", None) or str(cause or err)
+            raise OrderStopped(OrderStatus.FAILED, f"step {name} failed: {message}") from err
+
+    async def _alert(self, kind: str, severity: str, summary: str, key: str | None = None) -> None:
+        alert = Alert(
+            dedup_key=f"{self.order_id}:{key or kind}",
+            kind=kind,
+            severity=severity,
+            order_id=self.order_id,
+            summary=summary,
+        )  # type: ignore[arg-type]
+        fresh = await workflow.execute_local_activity(
+            "notify.store_alert",
+            alert,
+            start_to_close_timeout=DB_TIMEOUT,
+            retry_policy=DB_RETRY,
+            result_type=bool,
+        )
+        if fresh:
+            # Delivery runs on its own: a receiver that is down never holds up the order.
+            workflow.start_activity(
+                "notify.deliver_alert",
+                alert,
+                start_to_close_timeout=timedelta(seconds=30),
+                retry_policy=NOTIFY_RETRY,
+            )
+        await self._db(
+            "orders.note",
+            StatusChange(
+                order_id=self.order_id,
+                status=self.status,
+                step_key=f"alert:{alert.dedup_key}",
+                detail=f"alert raised: {summary}",
+            ),
+        )
+
+    async def _notify(self, role: str, subject: str, key: str) -> None:
+        notice = Notice(
+            dedup_key=f"{self.order_id}:{key}", role=role, order_id=self.order_id, subject=subject
+        )
+        workflow.start_activity(
+            "notify.notify_role",
+            notice,
+            start_to_close_timeout=timedelta(seconds=30),
+            retry_policy=NOTIFY_RETRY,
+        )
+        await self._db(
+            "orders.note",
+            StatusChange(
+                order_id=self.order_id, status=self.status, step_key=f"notice:{key}", detail=subject
+            ),
+        )
