@@ -139,7 +139,12 @@ class OrderWorkflow:
     async def decide(self, d: Decision) -> OrderState:
         """An approver's decision on the pending level; answers once it has been applied."""
         self.decision = d
-        await workflow.wait_condition(lambda: self.decision is None)
+        # Answer with the state after the decision took effect: the next level is open, or
+        # the order has moved on (approved, rejected).
+        await workflow.wait_condition(
+            lambda: self.decision is None
+            and (self.awaiting_role is not None or self.status != OrderStatus.AWAITING_APPROVAL)
+        )
         return self.state()
 
     @decide.validator

