@@ -12,6 +12,8 @@ import httpx
 import pytest
 from httpx import ASGITransport
 from sqlalchemy.ext.asyncio import AsyncEngine
+from temporalio.api.enums.v1 import IndexedValueType
+from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
 from temporalio.client import Client
 from temporalio.common import SearchAttributeKey
 from temporalio.contrib.pydantic import pydantic_data_converter
@@ -63,8 +65,7 @@ async def temporal_env() -> AsyncIterator[WorkflowEnvironment]:
         data_converter=pydantic_data_converter,
         search_attributes=[_sa_key(n, k) for n, k in SEARCH_ATTRIBUTES.items()],
         port=free_port(),
-        dev_server_extra_args=["--http-port", str(free_port()),
-                               "--metrics-port", str(free_port())],
+        dev_server_extra_args=["--http-port", str(free_port()), "--metrics-port", str(free_port())],
     )
     yield env
     await env.shutdown()
@@ -76,6 +77,17 @@ async def time_env() -> AsyncIterator[WorkflowEnvironment]:
         test_server_existing_path=venv_binary("temporal-test-server"),
         data_converter=pydantic_data_converter,
         port=free_port(),
+    )
+    # The test server knows no custom search attributes until told, like a real cluster.
+    kinds = {
+        "Keyword": IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD,
+        "Double": IndexedValueType.INDEXED_VALUE_TYPE_DOUBLE,
+    }
+    await env.client.operator_service.add_search_attributes(
+        AddSearchAttributesRequest(
+            namespace="default",
+            search_attributes={n: kinds[k] for n, k in SEARCH_ATTRIBUTES.items()},
+        )
     )
     yield env
     await env.shutdown()
@@ -104,19 +116,69 @@ def settings(pg: EmbeddedPostgres) -> Settings:
 
 
 @pytest.fixture
-async def stack(
+async def api_stack(
     settings: Settings, sessions: SessionFactory, client: Client
 ) -> AsyncIterator[Stack]:
-    """The API (in-process ASGI) and a worker on a fresh task queue, on the real services."""
+    """The API (in-process ASGI) on the real services, with a token per role; no worker."""
     app = create_app(settings, sessions=sessions, client=client)
     async with app.router.lifespan_context(app):
         async with sessions() as s:
-            tokens = {role: await create_user(s, f"{role}-{uuid.uuid4().hex[:6]}", role)
-                      for role in ("admin", "sales", "credit_controller", "sales_manager",
-                                   "director", "ops", "channel")}
+            tokens = {
+                role: await create_user(s, f"{role}-{uuid.uuid4().hex[:6]}", role)
+                for role in (
+                    "admin",
+                    "sales",
+                    "credit_controller",
+                    "sales_manager",
+                    "director",
+                    "ops",
+                    "channel",
+                )
+            }
             await s.commit()
         transport = ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://orderflow") as http:
-            async with order_worker(client, sessions, settings) as worker:
-                yield Stack(http=http, tokens=tokens, sessions=sessions, client=client,
-                            settings=settings, worker=worker)
+            yield Stack(
+                http=http, tokens=tokens, sessions=sessions, client=client, settings=settings
+            )
+
+
+@pytest.fixture
+async def stack(api_stack: Stack) -> AsyncIterator[Stack]:
+    """The API plus a worker on the test's own task queue."""
+    async with order_worker(api_stack.client, api_stack.sessions, api_stack.settings):
+        yield api_stack
+
+
+@pytest.fixture
+async def ts_stack(
+    pg: EmbeddedPostgres, sessions: SessionFactory, time_env: WorkflowEnvironment
+) -> AsyncIterator[Stack]:
+    """API + worker on the time-skipping test server, for timer-heavy paths."""
+    settings = test_settings(pg)
+    app = create_app(settings, sessions=sessions, client=time_env.client)
+    async with app.router.lifespan_context(app):
+        async with sessions() as s:
+            tokens = {
+                role: await create_user(s, f"{role}-{uuid.uuid4().hex[:6]}", role)
+                for role in (
+                    "admin",
+                    "sales",
+                    "credit_controller",
+                    "sales_manager",
+                    "director",
+                    "ops",
+                    "channel",
+                )
+            }
+            await s.commit()
+        transport = ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://orderflow") as http:
+            async with order_worker(time_env.client, sessions, settings):
+                yield Stack(
+                    http=http,
+                    tokens=tokens,
+                    sessions=sessions,
+                    client=time_env.client,
+                    settings=settings,
+                )

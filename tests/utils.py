@@ -12,7 +12,6 @@ from typing import Any
 import httpx
 from sqlalchemy import func, select
 from temporalio.client import Client
-from temporalio.worker import Worker
 
 from orderflow.config import Settings
 from orderflow.db.session import SessionFactory
@@ -25,7 +24,6 @@ class Stack:
     sessions: SessionFactory
     client: Client
     settings: Settings
-    worker: Worker
 
     def auth(self, role: str = "admin") -> dict[str, str]:
         return {"Authorization": f"Bearer {self.tokens[role]}"}
@@ -40,38 +38,81 @@ class Stack:
     async def put(self, path: str, body: Any, role: str = "admin") -> httpx.Response:
         return await self.http.put(path, json=body, headers=self.auth(role))
 
-    async def customer(self, tier: str = "standard", limit: str = "1000000.00",
-                       status: str = "active", terms: int = 30) -> str:
+    async def customer(
+        self,
+        tier: str = "standard",
+        limit: str = "1000000.00",
+        status: str = "active",
+        terms: int = 30,
+    ) -> str:
         code = f"C-{uuid.uuid4().hex[:8].upper()}"
-        r = await self.post("/customers", {
-            "code": code, "name": f"Test {code}", "tier": tier, "credit_limit": limit,
-            "payment_terms_days": terms, "status": status,
-            "address": {"line1": "1 Test St", "city": "Shanghai", "postal_code": "200000",
-                        "country": "CN"}})
+        r = await self.post(
+            "/customers",
+            {
+                "code": code,
+                "name": f"Test {code}",
+                "tier": tier,
+                "credit_limit": limit,
+                "payment_terms_days": terms,
+                "status": status,
+                "address": {
+                    "line1": "1 Test St",
+                    "city": "Shanghai",
+                    "postal_code": "200000",
+                    "country": "CN",
+                },
+            },
+        )
         assert r.status_code == 201, r.text
         return code
 
-    async def product(self, price: str = "10.00", floor: str = "8.00", stock: int = 1000,
-                      pack: int = 1, moq: int = 1, bin_location: str = "A-01-01") -> str:
+    async def product(
+        self,
+        price: str = "10.00",
+        floor: str = "8.00",
+        stock: int = 1000,
+        pack: int = 1,
+        moq: int = 1,
+        bin_location: str = "A-01-01",
+    ) -> str:
         sku = f"P-{uuid.uuid4().hex[:8].upper()}"
-        r = await self.post("/products", {
-            "sku": sku, "name": f"Product {sku}", "unit_price": price, "floor_price": floor,
-            "pack_size": pack, "min_order_qty": moq, "bin_location": bin_location})
+        r = await self.post(
+            "/products",
+            {
+                "sku": sku,
+                "name": f"Product {sku}",
+                "unit_price": price,
+                "floor_price": floor,
+                "pack_size": pack,
+                "min_order_qty": moq,
+                "bin_location": bin_location,
+            },
+        )
         assert r.status_code == 201, r.text
         r = await self.put(f"/inventory/{sku}", {"on_hand": stock})
         assert r.status_code == 200, r.text
         return sku
 
-    async def order(self, customer: str, lines: list[tuple[str, int]], role: str = "sales",
-                    key: str | None = None, **extra: Any) -> httpx.Response:
-        body = {"customer_code": customer, "channel": "api",
-                "lines": [{"sku": s, "quantity": q} for s, q in lines], **extra}
+    async def order(
+        self,
+        customer: str,
+        lines: list[tuple[str, int]],
+        role: str = "sales",
+        key: str | None = None,
+        **extra: Any,
+    ) -> httpx.Response:
+        body = {
+            "customer_code": customer,
+            "channel": "api",
+            "lines": [{"sku": s, "quantity": q} for s, q in lines],
+            **extra,
+        }
         headers = {"Idempotency-Key": key} if key else {}
         return await self.post("/orders", body, role=role, headers=headers)
 
-    async def wait_status(self, order_id: str, *statuses: str, timeout: float = 30) -> dict:
+    async def wait_status(self, order_id: str, *statuses: str, within: float = 30) -> dict:
         """Poll GET /orders/{id} until its status is one of `statuses`."""
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + within
         last: dict = {}
         while time.monotonic() < deadline:
             r = await self.get(f"/orders/{order_id}")
@@ -80,8 +121,9 @@ class Stack:
             if last["status"] in statuses:
                 return last
             await asyncio.sleep(0.1)
-        raise AssertionError(f"{order_id} stayed {last.get('status')}, wanted {statuses}: "
-                             f"{last.get('timeline')}")
+        raise AssertionError(
+            f"{order_id} stayed {last.get('status')}, wanted {statuses}: {last.get('timeline')}"
+        )
 
     async def count(self, model: Any, *where: Any) -> int:
         async with self.sessions() as s:

@@ -62,10 +62,11 @@ CARRIER_RETRY = RetryPolicy(
     maximum_attempts=10,
     non_retryable_error_types=["CarrierRejected"],
 )
+# Webhook deliveries: about 15 minutes of retries; the alert itself is stored regardless.
 NOTIFY_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=2),
     maximum_interval=timedelta(minutes=5),
-    maximum_attempts=50,
+    maximum_attempts=8,
 )
 DB_TIMEOUT = timedelta(seconds=15)
 CARRIER_TIMEOUT = timedelta(minutes=2)
@@ -106,6 +107,8 @@ class OrderWorkflow:
         self.notes: list[str] = []
         self.failure: str | None = None
         self.finished = False
+        # Outbound deliveries (alerts, notices) run beside the order; awaited before it ends.
+        self.outbound: list[workflow.ActivityHandle] = []
 
     # ---- messages -------------------------------------------------------------------
 
@@ -142,8 +145,10 @@ class OrderWorkflow:
         # Answer with the state after the decision took effect: the next level is open, or
         # the order has moved on (approved, rejected).
         await workflow.wait_condition(
-            lambda: self.decision is None
-            and (self.awaiting_role is not None or self.status != OrderStatus.AWAITING_APPROVAL)
+            lambda: (
+                self.decision is None
+                and (self.awaiting_role is not None or self.status != OrderStatus.AWAITING_APPROVAL)
+            )
         )
         return self.state()
 
@@ -201,6 +206,7 @@ class OrderWorkflow:
             await self._pipeline()
         except OrderStopped as stop:
             await self._stop(stop)
+        await self._drain_outbound()
         self.finished = True
         # Let an in-flight cancel/decide update return its answer before the run ends.
         await workflow.wait_condition(workflow.all_handlers_finished)
@@ -520,6 +526,23 @@ class OrderWorkflow:
             if ready():
                 return True
 
+    async def _drain_outbound(self) -> None:
+        """Let alerts and notices finish delivering; a failed delivery never fails the order."""
+        for handle in self.outbound:
+            try:
+                await handle
+            except ActivityError as err:
+                await self._db(
+                    "orders.note",
+                    StatusChange(
+                        order_id=self.order_id,
+                        status=self.status,
+                        step_key=f"note:{workflow.uuid4()}",
+                        detail=f"outbound delivery gave up: {err.cause or err}",
+                    ),
+                )
+        self.outbound.clear()
+
     async def _flush_notes(self) -> None:
         while self.notes:
             note = self.notes.pop(0)
@@ -593,12 +616,14 @@ class OrderWorkflow:
             result_type=bool,
         )
         if fresh:
-            # Delivery runs on its own: a receiver that is down never holds up the order.
-            workflow.start_activity(
-                "notify.deliver_alert",
-                alert,
-                start_to_close_timeout=timedelta(seconds=30),
-                retry_policy=NOTIFY_RETRY,
+            # Delivery runs beside the order: a receiver that is down never holds it up.
+            self.outbound.append(
+                workflow.start_activity(
+                    "notify.deliver_alert",
+                    alert,
+                    start_to_close_timeout=timedelta(seconds=30),
+                    retry_policy=NOTIFY_RETRY,
+                )
             )
         await self._db(
             "orders.note",
@@ -614,11 +639,13 @@ class OrderWorkflow:
         notice = Notice(
             dedup_key=f"{self.order_id}:{key}", role=role, order_id=self.order_id, subject=subject
         )
-        workflow.start_activity(
-            "notify.notify_role",
-            notice,
-            start_to_close_timeout=timedelta(seconds=30),
-            retry_policy=NOTIFY_RETRY,
+        self.outbound.append(
+            workflow.start_activity(
+                "notify.notify_role",
+                notice,
+                start_to_close_timeout=timedelta(seconds=30),
+                retry_policy=NOTIFY_RETRY,
+            )
         )
         await self._db(
             "orders.note",

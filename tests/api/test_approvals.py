@@ -19,20 +19,26 @@ async def test_over_credit_limit_waits_for_credit_controller_then_completes(stac
     inbox = (await stack.get("/approvals", role="credit_controller")).json()
     assert [i["order_id"] for i in inbox if i["customer_code"] == customer] == [order_id]
     assert (await stack.get("/approvals", role="director")).json() == [
-        i for i in (await stack.get("/approvals", role="director")).json()
-        if i["customer_code"] != customer]
+        i
+        for i in (await stack.get("/approvals", role="director")).json()
+        if i["customer_code"] != customer
+    ]
 
-    wrong = await stack.post(f"/orders/{order_id}/decision", {"decision": "approve"},
-                             role="sales_manager")
+    wrong = await stack.post(
+        f"/orders/{order_id}/decision", {"decision": "approve"}, role="sales_manager"
+    )
     assert wrong.status_code == 403
     assert "credit_controller" in wrong.json()["detail"]
-    ok = await stack.post(f"/orders/{order_id}/decision",
-                          {"decision": "approve", "comment": "known customer"},
-                          role="credit_controller")
+    ok = await stack.post(
+        f"/orders/{order_id}/decision",
+        {"decision": "approve", "comment": "known customer"},
+        role="credit_controller",
+    )
     assert ok.status_code == 200, ok.text
     assert ok.json()["approvals"][0]["status"] == "approved"
-    again = await stack.post(f"/orders/{order_id}/decision", {"decision": "approve"},
-                             role="credit_controller")
+    again = await stack.post(
+        f"/orders/{order_id}/decision", {"decision": "approve"}, role="credit_controller"
+    )
     assert again.status_code == 409
     order = await stack.wait_status(order_id, "completed")
     (approval,) = order["approvals"]
@@ -47,16 +53,22 @@ async def test_multi_level_chain_and_rejection(stack: Stack):
     order_id = r.json()["id"]
     order = await stack.wait_status(order_id, "awaiting_approval")
     assert order["awaiting_role"] == "credit_controller"
-    r = await stack.post(f"/orders/{order_id}/decision", {"decision": "approve"},
-                         role="credit_controller")
+    r = await stack.post(
+        f"/orders/{order_id}/decision", {"decision": "approve"}, role="credit_controller"
+    )
     assert r.status_code == 200
     assert r.json()["awaiting_role"] == "ops", "the next level follows at once"
-    r = await stack.post(f"/orders/{order_id}/decision",
-                         {"decision": "reject", "comment": "dock 4 closed"}, role="ops")
+    r = await stack.post(
+        f"/orders/{order_id}/decision",
+        {"decision": "reject", "comment": "dock 4 closed"},
+        role="ops",
+    )
     assert r.status_code == 200
     order = await stack.wait_status(order_id, "rejected")
     assert [(a["role"], a["status"]) for a in order["approvals"]] == [
-        ("credit_controller", "approved"), ("ops", "rejected")]
+        ("credit_controller", "approved"),
+        ("ops", "rejected"),
+    ]
     assert "dock 4 closed" in order["failure_reason"]
     assert await stack.count(Reservation, Reservation.order_id == order_id) == 0
 
@@ -64,8 +76,11 @@ async def test_multi_level_chain_and_rejection(stack: Stack):
 async def test_requested_price_below_floor_routes_to_sales_manager(stack: Stack):
     customer = await stack.customer()
     sku = await stack.product(price="10.00", floor="8.00")
-    r = await stack.post("/orders", {"customer_code": customer, "lines": [
-        {"sku": sku, "quantity": 1, "unit_price": "7.50"}]}, role="sales")
+    r = await stack.post(
+        "/orders",
+        {"customer_code": customer, "lines": [{"sku": sku, "quantity": 1, "unit_price": "7.50"}]},
+        role="sales",
+    )
     assert r.status_code == 201
     line = r.json()["lines"][0]
     assert line["unit_price"] == "7.50" and line["override_deviation"] == "-2.50"
@@ -79,8 +94,9 @@ async def test_decision_when_nothing_is_pending_is_409(stack: Stack):
     sku = await stack.product()
     order_id = (await stack.order(customer, [(sku, 1)])).json()["id"]
     await stack.wait_status(order_id, "completed")
-    r = await stack.post(f"/orders/{order_id}/decision", {"decision": "approve"},
-                         role="credit_controller")
+    r = await stack.post(
+        f"/orders/{order_id}/decision", {"decision": "approve"}, role="credit_controller"
+    )
     assert r.status_code == 409
 
 
@@ -89,8 +105,9 @@ async def test_cancel_while_awaiting_approval_releases_nothing_and_ends_cancelle
     sku = await stack.product(stock=10)
     order_id = (await stack.order(customer, [(sku, 3)])).json()["id"]
     await stack.wait_status(order_id, "awaiting_approval")
-    r = await stack.post(f"/orders/{order_id}/cancel", {"reason": "customer changed mind"},
-                         role="sales")
+    r = await stack.post(
+        f"/orders/{order_id}/cancel", {"reason": "customer changed mind"}, role="sales"
+    )
     assert r.status_code == 200, r.text
     assert r.json()["status"] == "cancelled"
     order = await stack.wait_status(order_id, "cancelled")
@@ -102,7 +119,14 @@ async def test_cancel_while_awaiting_approval_releases_nothing_and_ends_cancelle
 async def test_cancel_after_reservation_releases_stock_exactly_once(stack: Stack):
     customer = await stack.customer()
     sku = await stack.product(stock=5)
-    order_id = (await stack.order(customer, [(sku, 5), ])).json()["id"]
+    order_id = (
+        await stack.order(
+            customer,
+            [
+                (sku, 5),
+            ],
+        )
+    ).json()["id"]
     short = (await stack.order(customer, [(sku, 5)])).json()["id"]
     await stack.wait_status(order_id, "completed")
     await stack.wait_status(short, "backordered")
@@ -130,8 +154,11 @@ async def test_auth_missing_bad_and_wrong_role(stack: Stack):
     assert (await stack.http.get("/orders")).status_code == 401
     bad = await stack.http.get("/orders", headers={"Authorization": "Bearer nope"})
     assert bad.status_code == 401
-    r = await stack.post("/products", {"sku": "X", "name": "x", "unit_price": "1",
-                                       "floor_price": "1"}, role="channel")
+    r = await stack.post(
+        "/products",
+        {"sku": "X", "name": "x", "unit_price": "1", "floor_price": "1"},
+        role="channel",
+    )
     assert r.status_code == 403
     r = await stack.post("/customers", {"code": "X"}, role="channel")
     assert r.status_code == 403
@@ -143,8 +170,9 @@ async def test_stock_cannot_drop_below_reserved(stack: Stack):
     # credit hold keeps the order before reservation, so reserve by hand via a second order
     order_id = (await stack.order(customer, [(sku, 4)])).json()["id"]
     await stack.wait_status(order_id, "awaiting_approval")
-    await stack.post(f"/orders/{order_id}/decision", {"decision": "approve"},
-                     role="credit_controller")
+    await stack.post(
+        f"/orders/{order_id}/decision", {"decision": "approve"}, role="credit_controller"
+    )
     r = await stack.put(f"/inventory/{sku}", {"on_hand": -1})
     assert r.status_code == 422
     assert r.json()["detail"][0]["loc"] == ["body", "on_hand"]

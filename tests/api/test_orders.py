@@ -11,15 +11,26 @@ from sqlalchemy import select
 from orderflow.db.models import Order, Receivable, Reservation, Shipment, Stock
 from tests.utils import Stack
 
-PIPELINE = ["received", "validated", "approved", "reserved", "picking", "packed", "shipped",
-            "invoiced", "delivered", "completed"]
+PIPELINE = [
+    "received",
+    "validated",
+    "approved",
+    "reserved",
+    "picking",
+    "packed",
+    "shipped",
+    "invoiced",
+    "delivered",
+    "completed",
+]
 
 
 async def test_happy_path_reaches_completed_with_stock_receivable_and_timeline(stack: Stack):
     customer = await stack.customer(tier="gold", terms=45)
     a = await stack.product(price="12.50", stock=100, bin_location="B-02-01")
-    b = await stack.product(price="4.20", floor="3.00", stock=50, pack=10, moq=10,
-                            bin_location="A-01-01")
+    b = await stack.product(
+        price="4.20", floor="3.00", stock=50, pack=10, moq=10, bin_location="A-01-01"
+    )
 
     r = await stack.order(customer, [(a, 10), (b, 20)], key="happy-1")
     assert r.status_code == 201, r.text
@@ -42,8 +53,9 @@ async def test_happy_path_reaches_completed_with_stock_receivable_and_timeline(s
         inv = (await stack.get(f"/inventory/{sku}")).json()
         assert inv == {"sku": sku, "on_hand": on_hand, "reserved": 0, "available": on_hand}
     async with stack.sessions() as s:
-        rec = (await s.scalars(select(Receivable).where(
-            Receivable.customer_code == customer))).one()
+        rec = (
+            await s.scalars(select(Receivable).where(Receivable.customer_code == customer))
+        ).one()
         assert rec.open_amount == Decimal("198.60")
     cust = (await stack.get(f"/customers/{customer}")).json()
     assert cust["exposure"] == "198.60"
@@ -51,8 +63,12 @@ async def test_happy_path_reaches_completed_with_stock_receivable_and_timeline(s
 
     # Ops find it in Temporal visibility by status (eventually consistent).
     for _ in range(50):
-        found = [w.id async for w in stack.client.list_workflows(
-            f'OrderStatus="completed" AND CustomerCode="{customer}"')]
+        found = [
+            w.id
+            async for w in stack.client.list_workflows(
+                f'OrderStatus="completed" AND CustomerCode="{customer}"'
+            )
+        ]
         if found:
             break
         await asyncio.sleep(0.2)
@@ -63,15 +79,21 @@ async def test_validation_collects_every_problem_with_loc_and_code(stack: Stack)
     customer = await stack.customer()
     packed = await stack.product(pack=6, moq=12)
     before = await stack.count(Order)
-    r = await stack.post("/orders", {
-        "customer_code": customer, "channel": "api",
-        "requested_delivery_date": str(date.today() - timedelta(days=1)),
-        "lines": [
-            {"sku": "NO-SUCH-SKU", "quantity": 1},
-            {"sku": packed, "quantity": 7},
-            {"sku": packed, "quantity": 12},
-            {"sku": packed + "X", "quantity": 0},
-        ]}, role="sales")
+    r = await stack.post(
+        "/orders",
+        {
+            "customer_code": customer,
+            "channel": "api",
+            "requested_delivery_date": str(date.today() - timedelta(days=1)),
+            "lines": [
+                {"sku": "NO-SUCH-SKU", "quantity": 1},
+                {"sku": packed, "quantity": 7},
+                {"sku": packed, "quantity": 12},
+                {"sku": packed + "X", "quantity": 0},
+            ],
+        },
+        role="sales",
+    )
     assert r.status_code == 422
     got = {(tuple(p["loc"]), p["code"]) for p in r.json()["detail"]}
     assert got == {
@@ -98,8 +120,9 @@ async def test_unknown_and_held_customers_are_refused(stack: Stack):
 
 
 async def test_malformed_body_is_a_422_naming_the_field(stack: Stack):
-    r = await stack.post("/orders", {"customer_code": "X", "lines": [{"sku": "A",
-                                                                       "quantity": "many"}]})
+    r = await stack.post(
+        "/orders", {"customer_code": "X", "lines": [{"sku": "A", "quantity": "many"}]}
+    )
     assert r.status_code == 422
     (problem,) = r.json()["detail"]
     assert problem["loc"] == ["body", "lines", 0, "quantity"]
@@ -126,7 +149,8 @@ async def test_fifty_concurrent_posts_of_one_key_make_one_order_and_one_workflow
     customer = await stack.customer()
     sku = await stack.product()
     answers = await asyncio.gather(
-        *[stack.order(customer, [(sku, 1)], key="idem-storm") for _ in range(50)])
+        *[stack.order(customer, [(sku, 1)], key="idem-storm") for _ in range(50)]
+    )
     assert {r.status_code for r in answers} == {201}
     assert len({r.json()["id"] for r in answers}) == 1
     assert await stack.count(Order, Order.customer_code == customer) == 1
@@ -144,8 +168,7 @@ async def test_scarce_stock_is_never_oversold(stack: Stack):
     sku = await stack.product(stock=7)
     answers = await asyncio.gather(*[stack.order(customer, [(sku, 1)]) for _ in range(20)])
     ids = [r.json()["id"] for r in answers]
-    final = await asyncio.gather(*[stack.wait_status(i, "completed", "backordered")
-                                   for i in ids])
+    final = await asyncio.gather(*[stack.wait_status(i, "completed", "backordered") for i in ids])
     assert sum(o["status"] == "completed" for o in final) == 7
     assert sum(o["status"] == "backordered" for o in final) == 13
     async with stack.sessions() as s:
@@ -166,10 +189,14 @@ async def test_order_listing_filters_by_status_and_customer(stack: Stack):
         await stack.wait_status(i, "completed")
     page = (await stack.get("/orders", params={"customer_code": customer, "limit": 2})).json()
     assert [o["id"] for o in page["items"]] == sorted(ids, reverse=True)[:2]
-    rest = (await stack.get("/orders", params={"customer_code": customer,
-                                                "cursor": page["next_cursor"]})).json()
+    rest = (
+        await stack.get(
+            "/orders", params={"customer_code": customer, "cursor": page["next_cursor"]}
+        )
+    ).json()
     assert [o["id"] for o in rest["items"]] == [min(ids)]
     assert rest["next_cursor"] is None
-    none = (await stack.get("/orders", params={"customer_code": customer,
-                                                "status": "backordered"})).json()
+    none = (
+        await stack.get("/orders", params={"customer_code": customer, "status": "backordered"})
+    ).json()
     assert none["items"] == []
