@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from decimal import Decimal
 from functools import lru_cache
 from pathlib import Path
 
@@ -48,9 +47,6 @@ class Settings(BaseSettings):
     # How long a shipped order waits for a delivery confirmation before asking the carrier.
     delivery_poll_seconds: float = 60.0
 
-    # Approval routing thresholds (order total) for the sales manager and the director.
-    approval_threshold_manager: Decimal = Decimal("100000.00")
-    approval_threshold_director: Decimal = Decimal("500000.00")
     # Days an invoice may be overdue before the customer's orders need a credit controller.
     overdue_grace_days: int = 7
 

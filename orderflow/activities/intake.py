@@ -12,14 +12,14 @@ from orderflow.db import repo
 from orderflow.db.models import Customer, Order, OrderLine
 from orderflow.domain.credit import assess_credit
 from orderflow.domain.money import fmt
-from orderflow.domain.payloads import Assessment, OrderRef, Problem, StatusChange
-from orderflow.domain.routing import RoutingFacts, RoutingPolicy, route
+from orderflow.domain.payloads import Assessment, AssessRequest, Problem, StatusChange
+from orderflow.domain.routing import RoutingFacts, route
 from orderflow.domain.status import OrderStatus
 
 
 class IntakeActivities(DbActivities):
     @activity.defn(name="intake.assess_order")
-    async def assess_order(self, ref: OrderRef) -> Assessment:
+    async def assess_order(self, ref: AssessRequest) -> Assessment:
         """Credit check and routing; marks the order validated (and approved when touchless)."""
         today = datetime.now(UTC).date()
         async with self.tx() as s:
@@ -37,27 +37,27 @@ class IntakeActivities(DbActivities):
             lines = (await s.scalars(select(OrderLine).where(OrderLine.order_id == order.id))).all()
             credit = await repo.load_credit(s, customer.code, today, exclude_order=order.id)
             verdict = assess_credit(
-                customer.credit_limit, credit, order.total, self.settings.overdue_grace_days
+                customer.credit_limit, credit, order.total, ref.overdue_grace_days
             )
-            price_reasons = tuple(
-                f"line {ln.line_no} {ln.sku} at {fmt(ln.unit_price)} "
-                + ("below floor price" if ln.below_floor else "beyond the tier's maximum discount")
-                for ln in lines
-                if ln.below_floor or ln.discount_beyond_max
-            )
-            policy = RoutingPolicy(
-                manager_threshold=self.settings.approval_threshold_manager,
-                director_threshold=self.settings.approval_threshold_director,
-            )
-            levels = route(
-                RoutingFacts(
-                    total=order.total,
-                    credit_reasons=tuple(verdict.reasons),
-                    price_reasons=price_reasons,
-                    special_instructions=bool(order.special_instructions),
+            reasons = {
+                "credit_over_limit": (verdict.over_limit,) if verdict.over_limit else (),
+                "receivable_overdue": (verdict.overdue,) if verdict.overdue else (),
+                "price_below_floor": tuple(
+                    f"line {ln.line_no} {ln.sku} at {fmt(ln.unit_price)} below floor price"
+                    for ln in lines
+                    if ln.below_floor
                 ),
-                policy,
-            )
+                "discount_beyond_max": tuple(
+                    f"line {ln.line_no} {ln.sku} at {fmt(ln.unit_price)} beyond the tier's "
+                    "maximum discount"
+                    for ln in lines
+                    if ln.discount_beyond_max
+                ),
+                "special_instructions": ("special instructions present",)
+                if order.special_instructions
+                else (),
+            }
+            levels = route(RoutingFacts(total=order.total, reasons=reasons), ref.routing)
             await repo.apply_status(
                 s,
                 StatusChange(

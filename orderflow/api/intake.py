@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from datetime import UTC, datetime
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
 from typing import Any
 
 from sqlalchemy import select
@@ -35,8 +36,8 @@ from orderflow.db.models import (
     RejectedAttempt,
 )
 from orderflow.db.session import SessionFactory
-from orderflow.domain.payloads import OrderIn, OrderWorkflowInput, Problem, SlaPolicy
-from orderflow.domain.pricing import PriceRules, price_order
+from orderflow.domain.payloads import OrderIn, OrderWorkflowInput, Problem, RoutingRule, SlaPolicy
+from orderflow.domain.pricing import PricedOrder, PriceRules, price_order
 from orderflow.domain.status import OrderStatus
 from orderflow.domain.validation import validate_order
 from orderflow.temporal_client import workflow_id
@@ -61,7 +62,12 @@ def request_hash(body: OrderIn) -> str:
 
 
 def workflow_input(
-    order_id: str, customer: str, channel: str, total: Any, settings: Settings
+    order_id: str,
+    customer: str,
+    channel: str,
+    total: Any,
+    settings: Settings,
+    routing: tuple[list[RoutingRule], int],
 ) -> OrderWorkflowInput:
     """The rules in force now travel with the order for its whole life."""
     return OrderWorkflowInput(
@@ -69,6 +75,9 @@ def workflow_input(
         customer_code=customer,
         channel=channel,
         total=total,
+        routing=routing[0],
+        routing_version=routing[1],
+        overdue_grace_days=settings.overdue_grace_days,
         sla=SlaPolicy(
             reminder_seconds=settings.approval_reminder_seconds,
             escalation_seconds=settings.approval_escalation_seconds,
@@ -179,8 +188,66 @@ async def _ensure_started(
     order = await session.get(Order, order_id)
     if order is None or order.status != OrderStatus.RECEIVED.value:
         return
-    inp = workflow_input(order.id, order.customer_code, order.channel, order.total, settings)
+    inp = workflow_input(
+        order.id,
+        order.customer_code,
+        order.channel,
+        order.total,
+        settings,
+        await repo.load_routing(session),
+    )
     await start_order_workflow(client, inp, settings.task_queue)
+
+
+@dataclass
+class Quote:
+    """An order checked and priced against the catalogue, before anything is written."""
+
+    problems: list[Problem]
+    availability: list[dict[str, Any]]
+    customer: Customer | None
+    priced: PricedOrder | None
+    rules_version: str
+
+
+async def quote(session: AsyncSession, body: OrderIn, today: date) -> Quote:
+    """Validate and price a draft order; the same for POST /orders and the price preview."""
+    customer_row = await session.get(Customer, body.customer_code)
+    skus = [line.sku for line in body.lines]
+    products = await repo.load_products(session, skus)
+    rules, special = (
+        await repo.load_price_rules(session, customer_row, skus, today)
+        if customer_row is not None
+        else (PriceRules(), {})
+    )
+    customer = repo.customer_facts(customer_row, special)
+    problems = validate_order(body, customer, products, today)
+    stock = await repo.load_stock(session, skus)
+    availability = []
+    for line in body.lines:
+        facts = stock.get(line.sku)
+        available = facts.available if facts else 0
+        availability.append(
+            {
+                "sku": line.sku,
+                "available": available,
+                "short": max(line.quantity - available, 0),
+                "expected_date": str(facts.next_receipt)
+                if facts and facts.next_receipt and line.quantity > available
+                else None,
+            }
+        )
+    priced = None
+    if not problems:
+        assert customer is not None
+        priced = price_order(
+            [(ln.sku, ln.quantity, ln.unit_price) for ln in body.lines],
+            products,
+            customer,
+            rules,
+            today,
+        )
+    return Quote(problems, availability, customer_row, priced, rules.version)
 
 
 async def _persist(
@@ -191,42 +258,22 @@ async def _persist(
     key: str | None,
     actor: str,
 ) -> tuple[dict[str, Any], OrderWorkflowInput]:
-    today = datetime.now(UTC).date()
-    customer_row = await session.get(Customer, body.customer_code)
-    customer = repo.customer_facts(customer_row)
-    skus = [line.sku for line in body.lines]
-    products = await repo.load_products(session, skus)
-    problems = validate_order(body, customer, products, today)
-    stock = await repo.load_stock(session, skus)
-    availability = [
-        {
-            "sku": sku,
-            "available": stock[sku].available if sku in stock else 0,
-            "expected_date": None,
-        }
-        for sku in skus
-    ]
-    if problems:
+    q = await quote(session, body, datetime.now(UTC).date())
+    if q.problems:
         session.add(
             RejectedAttempt(
                 actor=actor,
                 channel=body.channel,
                 customer_code=body.customer_code,
                 body=body.model_dump(mode="json"),
-                problems=[p.model_dump() for p in problems],
+                problems=[p.model_dump() for p in q.problems],
             )
         )
         await session.commit()
-        raise ProblemsError(problems, extra=availability)
-    assert customer is not None and customer_row is not None
-    rules = PriceRules()
-    priced = price_order(
-        [(ln.sku, ln.quantity, ln.unit_price) for ln in body.lines],
-        products,
-        customer,
-        rules,
-        today,
-    )
+        raise ProblemsError(q.problems, extra=q.availability)
+    customer_row, priced, availability = q.customer, q.priced, q.availability
+    assert customer_row is not None and priced is not None
+    routing = await repo.load_routing(session)
     ship_to = (
         body.ship_to.model_dump()
         if body.ship_to
@@ -241,7 +288,7 @@ async def _persist(
     session.add(
         Order(
             id=order_id,
-            customer_code=customer.code,
+            customer_code=customer_row.code,
             channel=body.channel,
             external_ref=body.external_ref,
             status=OrderStatus.RECEIVED.value,
@@ -252,7 +299,7 @@ async def _persist(
             ship_to=ship_to,
             requested_delivery_date=body.requested_delivery_date,
             special_instructions=body.special_instructions or None,
-            price_rules_version=rules.version,
+            price_rules_version=f"{q.rules_version}/routing:{routing[1]}",
             created_by=actor,
         )
     )
@@ -287,7 +334,7 @@ async def _persist(
     answer = {
         "id": order_id,
         "status": OrderStatus.RECEIVED.value,
-        "customer_code": customer.code,
+        "customer_code": customer_row.code,
         "channel": body.channel,
         "external_ref": body.external_ref,
         "subtotal": str(priced.subtotal),
@@ -315,5 +362,5 @@ async def _persist(
             IdempotencyKey(key=key, request_hash=digest, order_id=order_id, response=answer)
         )
     await session.commit()
-    inp = workflow_input(order_id, customer.code, body.channel, priced.total, settings)
+    inp = workflow_input(order_id, customer_row.code, body.channel, priced.total, settings, routing)
     return answer, inp

@@ -324,3 +324,87 @@ class Alert(Base):
     created_at: Mapped[datetime] = _now()
     acknowledged_by: Mapped[str | None] = mapped_column(String(100))
     delivered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class TierPrice(Base):
+    """Price list: the unit price of a SKU for a tier."""
+
+    __tablename__ = "tier_prices"
+    __table_args__ = (CheckConstraint("unit_price >= 0", name="price_non_negative"),)
+    tier: Mapped[str] = mapped_column(String(20), primary_key=True)
+    sku: Mapped[str] = mapped_column(ForeignKey("products.sku"), primary_key=True)
+    unit_price: Mapped[Decimal] = mapped_column(MONEY)
+
+
+class QuantityBreak(Base):
+    __tablename__ = "quantity_breaks"
+    __table_args__ = (
+        CheckConstraint("min_qty > 0", name="min_qty_positive"),
+        CheckConstraint("percent_off > 0 AND percent_off < 100", name="percent_in_range"),
+    )
+    sku: Mapped[str] = mapped_column(ForeignKey("products.sku"), primary_key=True)
+    min_qty: Mapped[int] = mapped_column(Integer, primary_key=True)
+    percent_off: Mapped[Decimal] = mapped_column(Numeric(5, 2))
+
+
+class Promotion(Base):
+    __tablename__ = "promotions"
+    __table_args__ = (
+        CheckConstraint("kind IN ('percent','amount')", name="kind_known"),
+        CheckConstraint("value > 0", name="value_positive"),
+        CheckConstraint("kind <> 'percent' OR value < 100", name="percent_below_100"),
+        CheckConstraint("starts <= ends", name="dates_ordered"),
+    )
+    code: Mapped[str] = mapped_column(String(40), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(10))
+    value: Mapped[Decimal] = mapped_column(MONEY)
+    sku: Mapped[str | None] = mapped_column(ForeignKey("products.sku"))
+    starts: Mapped[date] = mapped_column(Date)
+    ends: Mapped[date] = mapped_column(Date)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+
+
+class CustomerPrice(Base):
+    __tablename__ = "customer_prices"
+    __table_args__ = (CheckConstraint("unit_price >= 0", name="price_non_negative"),)
+    customer_code: Mapped[str] = mapped_column(ForeignKey("customers.code"), primary_key=True)
+    sku: Mapped[str] = mapped_column(ForeignKey("products.sku"), primary_key=True)
+    unit_price: Mapped[Decimal] = mapped_column(MONEY)
+
+
+class RoutingRuleRow(Base):
+    __tablename__ = "routing_rules"
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    condition: Mapped[str] = mapped_column(String(40))
+    role: Mapped[str] = mapped_column(String(30))
+    position: Mapped[int] = mapped_column(Integer, default=100)
+    threshold: Mapped[Decimal | None] = mapped_column(MONEY)
+    on_timeout: Mapped[str] = mapped_column(String(10), default="reject")
+
+
+class RuleVersion(Base):
+    """A counter per rule kind (pricing, routing), bumped by every edit."""
+
+    __tablename__ = "rule_versions"
+    kind: Mapped[str] = mapped_column(String(20), primary_key=True)
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    changed_at: Mapped[datetime] = _now()
+    changed_by: Mapped[str] = mapped_column(String(100), default="system")
+
+
+class Replenishment(Base):
+    """Stock on its way: its expected date answers 'when' for a short line at entry."""
+
+    __tablename__ = "replenishments"
+    __table_args__ = (
+        CheckConstraint("quantity > 0", name="quantity_positive"),
+        CheckConstraint("status IN ('open','received','cancelled')", name="status_known"),
+        Index("ix_replenishments_open", "sku", "status", "expected_date"),
+    )
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    sku: Mapped[str] = mapped_column(ForeignKey("products.sku"))
+    quantity: Mapped[int] = mapped_column(Integer)
+    expected_date: Mapped[date] = mapped_column(Date)
+    status: Mapped[str] = mapped_column(String(20), default="open")
+    created_at: Mapped[datetime] = _now()
+    received_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

@@ -6,17 +6,34 @@ from collections.abc import Iterable
 from datetime import date
 from decimal import Decimal
 
-from sqlalchemy import func, select, text, update
+from sqlalchemy import func, or_, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from orderflow.db.models import Customer, Order, OrderEvent, Product, Receivable, Stock
+from orderflow.db.models import (
+    Customer,
+    CustomerPrice,
+    Order,
+    OrderEvent,
+    Product,
+    Receivable,
+    Replenishment,
+    RoutingRuleRow,
+    RuleVersion,
+    Stock,
+    TierPrice,
+)
+from orderflow.db.models import Promotion as PromotionRow
+from orderflow.db.models import QuantityBreak as QuantityBreakRow
 from orderflow.domain.facts import CreditFacts, CustomerFacts, ProductFacts, StockFacts
-from orderflow.domain.payloads import StatusChange
+from orderflow.domain.payloads import RoutingRule, StatusChange
+from orderflow.domain.pricing import PriceRules, Promotion, QuantityBreak
 from orderflow.domain.status import UNBILLED_OPEN
 
 
-def customer_facts(row: Customer | None) -> CustomerFacts | None:
+def customer_facts(
+    row: Customer | None, special_prices: dict[str, Decimal] | None = None
+) -> CustomerFacts | None:
     if row is None:
         return None
     complete = all([row.address_line1, row.city, row.postal_code, row.country])
@@ -26,7 +43,95 @@ def customer_facts(row: Customer | None) -> CustomerFacts | None:
         status=row.status,
         credit_limit=row.credit_limit,
         address_complete=complete,
+        special_prices=special_prices or {},
     )
+
+
+async def rule_version(session: AsyncSession, kind: str) -> int:
+    return int(
+        await session.scalar(select(RuleVersion.version).where(RuleVersion.kind == kind)) or 0
+    )
+
+
+async def bump_version(session: AsyncSession, kind: str, actor: str) -> int:
+    """Record that pricing or routing changed; orders record the version they used."""
+    result = await session.execute(
+        insert(RuleVersion)
+        .values(kind=kind, version=1, changed_by=actor)
+        .on_conflict_do_update(
+            index_elements=[RuleVersion.kind],
+            set_={
+                "version": RuleVersion.version + 1,
+                "changed_by": actor,
+                "changed_at": func.now(),
+            },
+        )
+        .returning(RuleVersion.version)
+    )
+    return int(result.scalar_one())
+
+
+async def load_price_rules(
+    session: AsyncSession, customer: Customer, skus: Iterable[str], on: date
+) -> tuple[PriceRules, dict[str, Decimal]]:
+    """The pricing data relevant to one order: tier prices, breaks, live promotions, and
+    the customer's own prices."""
+    wanted = set(skus)
+    tier_prices = (
+        await session.execute(
+            select(TierPrice.sku, TierPrice.unit_price).where(
+                TierPrice.tier == customer.tier, TierPrice.sku.in_(wanted)
+            )
+        )
+    ).all()
+    breaks = (
+        await session.scalars(select(QuantityBreakRow).where(QuantityBreakRow.sku.in_(wanted)))
+    ).all()
+    promos = (
+        await session.scalars(
+            select(PromotionRow).where(
+                PromotionRow.active,
+                PromotionRow.starts <= on,
+                PromotionRow.ends >= on,
+                or_(PromotionRow.sku.is_(None), PromotionRow.sku.in_(wanted)),
+            )
+        )
+    ).all()
+    special = (
+        await session.execute(
+            select(CustomerPrice.sku, CustomerPrice.unit_price).where(
+                CustomerPrice.customer_code == customer.code, CustomerPrice.sku.in_(wanted)
+            )
+        )
+    ).all()
+    rules = PriceRules(
+        version=f"pricing:{await rule_version(session, 'pricing')}",
+        tier_prices={(customer.tier, sku): price for sku, price in tier_prices},
+        breaks=tuple(QuantityBreak(b.sku, b.min_qty, b.percent_off) for b in breaks),
+        promotions=tuple(
+            Promotion(p.code, p.kind, p.value, p.starts, p.ends, p.sku) for p in promos
+        ),
+    )
+    return rules, {sku: price for sku, price in special}
+
+
+async def load_routing(session: AsyncSession) -> tuple[list[RoutingRule], int]:
+    rows = (
+        await session.scalars(
+            select(RoutingRuleRow).order_by(RoutingRuleRow.position, RoutingRuleRow.id)
+        )
+    ).all()
+    rules = [
+        RoutingRule(
+            condition=r.condition,
+            role=r.role,
+            position=r.position,  # type: ignore[arg-type]
+            threshold=r.threshold,
+            on_timeout=r.on_timeout,
+        )  # type: ignore[arg-type]
+        for r in rows
+    ]
+    return rules, await rule_version(session, "routing")
 
 
 async def load_products(session: AsyncSession, skus: Iterable[str]) -> dict[str, ProductFacts]:
@@ -46,8 +151,22 @@ async def load_products(session: AsyncSession, skus: Iterable[str]) -> dict[str,
 
 
 async def load_stock(session: AsyncSession, skus: Iterable[str]) -> dict[str, StockFacts]:
-    rows = (await session.scalars(select(Stock).where(Stock.sku.in_(set(skus))))).all()
-    return {s.sku: StockFacts(available=s.on_hand - s.reserved) for s in rows}
+    """Available now, and the expected date of the next open replenishment, per SKU."""
+    wanted = set(skus)
+    rows = (await session.scalars(select(Stock).where(Stock.sku.in_(wanted)))).all()
+    nxt = dict(
+        (
+            await session.execute(
+                select(Replenishment.sku, func.min(Replenishment.expected_date))
+                .where(Replenishment.sku.in_(wanted), Replenishment.status == "open")
+                .group_by(Replenishment.sku)
+            )
+        ).all()
+    )
+    return {
+        s.sku: StockFacts(available=s.on_hand - s.reserved, next_receipt=nxt.get(s.sku))
+        for s in rows
+    }
 
 
 async def load_credit(

@@ -13,7 +13,12 @@ from orderflow.domain.money import fmt
 class CreditVerdict:
     exposure: Decimal
     available: Decimal
-    reasons: list[str]
+    over_limit: str | None = None
+    overdue: str | None = None
+
+    @property
+    def reasons(self) -> list[str]:
+        return [r for r in (self.over_limit, self.overdue) if r]
 
     @property
     def needs_approval(self) -> bool:
@@ -30,11 +35,10 @@ def assess_credit(
 ) -> CreditVerdict:
     """Why, if at all, a credit controller must look at this order."""
     total = exposure(facts, this_order)
-    reasons = []
-    if total > limit:
-        reasons.append(f"exposure {fmt(total)} over limit {fmt(limit)}")
-    if facts.max_days_overdue > grace_days:
-        reasons.append(
-            f"receivable overdue by {facts.max_days_overdue} days (grace {grace_days} days)"
-        )
-    return CreditVerdict(total, limit - total, reasons)
+    over = f"exposure {fmt(total)} over limit {fmt(limit)}" if total > limit else None
+    overdue = (
+        f"receivable overdue by {facts.max_days_overdue} days (grace {grace_days} days)"
+        if facts.max_days_overdue > grace_days
+        else None
+    )
+    return CreditVerdict(total, limit - total, over, overdue)

@@ -11,7 +11,7 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from orderflow.domain.status import OrderStatus
 
@@ -86,6 +86,30 @@ class ApprovalLevel(Model):
     level: int
     role: str
     reason: str
+    on_timeout: Literal["reject", "approve"] = "reject"
+
+
+class RoutingRule(Model):
+    """One row of the routing table: when `condition` holds, `role` must approve."""
+
+    condition: Literal[
+        "credit_over_limit",
+        "receivable_overdue",
+        "price_below_floor",
+        "discount_beyond_max",
+        "total_above",
+        "special_instructions",
+    ]
+    role: Literal["credit_controller", "sales_manager", "director", "ops", "admin"]
+    position: int = Field(default=100, ge=0, le=10_000)
+    threshold: Money | None = None
+    on_timeout: Literal["reject", "approve"] = "reject"
+
+    @model_validator(mode="after")
+    def _threshold_only_for_totals(self) -> RoutingRule:
+        if (self.condition == "total_above") != (self.threshold is not None):
+            raise ValueError("threshold is required for total_above and only for it")
+        return self
 
 
 class SlaPolicy(Model):
@@ -102,7 +126,6 @@ class SlaPolicy(Model):
             "director": "admin",
         }
     )
-    on_timeout: Literal["reject", "approve"] = "reject"
 
 
 class OrderWorkflowInput(Model):
@@ -113,6 +136,10 @@ class OrderWorkflowInput(Model):
     channel: str
     total: Money
     sla: SlaPolicy = Field(default_factory=SlaPolicy)
+    # The routing table in force when the order started, and its version.
+    routing: list[RoutingRule] = Field(default_factory=list)
+    routing_version: int = 0
+    overdue_grace_days: int = 7
     delivery_poll_seconds: float = 60.0
     backorder_max_seconds: float = 7 * 24 * 3600
     backorder_recheck_seconds: float = 3600.0
@@ -120,6 +147,12 @@ class OrderWorkflowInput(Model):
 
 class OrderRef(Model):
     order_id: str
+
+
+class AssessRequest(Model):
+    order_id: str
+    routing: list[RoutingRule]
+    overdue_grace_days: int = 7
 
 
 class Assessment(Model):

@@ -1,52 +1,82 @@
-"""Approval routing: conditions -> one ordered chain of levels, without duplicate roles.
+"""Approval routing: a table of rules -> one ordered chain of levels, without duplicate roles.
 
-The chain always follows ROLE_ORDER (credit first, then commercial, then ops), whatever
-the order in which conditions were found; a role appears once, carrying every reason.
+Each rule names a condition, the role that must approve when it holds, and a position.
+The chain lists each matching role once, ordered by the lowest position among its matching
+rules (ties by role name), carrying every reason that sent the order there. A role's level
+times out to `reject` unless one of its matching rules says `approve`.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 
 from orderflow.domain.money import fmt
-from orderflow.domain.payloads import ApprovalLevel
+from orderflow.domain.payloads import ApprovalLevel, RoutingRule
 
-ROLE_ORDER = ("credit_controller", "sales_manager", "director", "ops")
+CONDITIONS = (
+    "credit_over_limit",
+    "receivable_overdue",
+    "price_below_floor",
+    "discount_beyond_max",
+    "total_above",
+    "special_instructions",
+)
+
+DEFAULT_RULES: tuple[RoutingRule, ...] = (
+    RoutingRule(condition="credit_over_limit", role="credit_controller", position=10),
+    RoutingRule(condition="receivable_overdue", role="credit_controller", position=10),
+    RoutingRule(condition="price_below_floor", role="sales_manager", position=20),
+    RoutingRule(condition="discount_beyond_max", role="sales_manager", position=20),
+    RoutingRule(
+        condition="total_above", role="sales_manager", position=20, threshold=Decimal("100000.00")
+    ),
+    RoutingRule(
+        condition="total_above", role="director", position=30, threshold=Decimal("500000.00")
+    ),
+    RoutingRule(condition="special_instructions", role="ops", position=40),
+)
 
 
 @dataclass(frozen=True)
 class RoutingFacts:
     total: Decimal
-    credit_reasons: tuple[str, ...] = ()
-    price_reasons: tuple[str, ...] = ()
-    special_instructions: bool = False
+    # condition -> reasons it holds (empty or missing: it does not hold)
+    reasons: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
 
-@dataclass(frozen=True)
-class RoutingPolicy:
-    version: str = "builtin"
-    manager_threshold: Decimal = Decimal("100000.00")
-    director_threshold: Decimal = Decimal("500000.00")
+def _holds(rule: RoutingRule, facts: RoutingFacts) -> list[str]:
+    if rule.condition == "total_above":
+        assert rule.threshold is not None
+        if facts.total > rule.threshold:
+            return [f"total {fmt(facts.total)} above {fmt(rule.threshold)}"]
+        return []
+    return list(facts.reasons.get(rule.condition, ()))
 
 
-def route(facts: RoutingFacts, policy: RoutingPolicy) -> list[ApprovalLevel]:
+def route(
+    facts: RoutingFacts, rules: tuple[RoutingRule, ...] | list[RoutingRule]
+) -> list[ApprovalLevel]:
     """The approval chain for an order; empty means first-pass (touchless)."""
-    reasons: dict[str, list[str]] = {role: [] for role in ROLE_ORDER}
-    reasons["credit_controller"] += facts.credit_reasons
-    reasons["sales_manager"] += facts.price_reasons
-    if facts.total > policy.manager_threshold:
-        reasons["sales_manager"].append(
-            f"total {fmt(facts.total)} above {fmt(policy.manager_threshold)}"
+    matched: dict[str, tuple[int, list[str], bool]] = {}
+    for rule in rules:
+        why = _holds(rule, facts)
+        if not why:
+            continue
+        pos, reasons, approve = matched.get(rule.role, (rule.position, [], False))
+        reasons += [r for r in why if r not in reasons]
+        matched[rule.role] = (
+            min(pos, rule.position),
+            reasons,
+            approve or rule.on_timeout == "approve",
         )
-    if facts.total > policy.director_threshold:
-        reasons["director"].append(
-            f"total {fmt(facts.total)} above {fmt(policy.director_threshold)}"
-        )
-    if facts.special_instructions:
-        reasons["ops"].append("special instructions present")
-    chain = [(role, why) for role, why in reasons.items() if why]
+    chain = sorted(matched.items(), key=lambda kv: (kv[1][0], kv[0]))
     return [
-        ApprovalLevel(level=i + 1, role=role, reason="; ".join(why))
-        for i, (role, why) in enumerate(chain)
+        ApprovalLevel(
+            level=i + 1,
+            role=role,
+            reason="; ".join(reasons),
+            on_timeout="approve" if approve else "reject",
+        )
+        for i, (role, (_, reasons, approve)) in enumerate(chain)
     ]

@@ -18,6 +18,7 @@ with workflow.unsafe.imports_passed_through():
         Alert,
         ApprovalLevel,
         Assessment,
+        AssessRequest,
         Booking,
         CancelRequest,
         Compensation,
@@ -214,7 +215,15 @@ class OrderWorkflow:
 
     async def _pipeline(self) -> None:
         ref = OrderRef(order_id=self.order_id)
-        assessment = await self._db("intake.assess_order", ref, Assessment)
+        assessment = await self._db(
+            "intake.assess_order",
+            AssessRequest(
+                order_id=self.order_id,
+                routing=self.inp.routing,
+                overdue_grace_days=self.inp.overdue_grace_days,
+            ),
+            Assessment,
+        )
         if not assessment.ok:
             problems = "; ".join(p.message for p in assessment.problems)
             raise OrderStopped(OrderStatus.REJECTED, f"validation: {problems}")
@@ -340,7 +349,7 @@ class OrderWorkflow:
                     f"order {self.order_id} level {lvl.level} timed out waiting for {role}",
                     key=f"timeout:{lvl.level}",
                 )
-                if sla.on_timeout == "approve":
+                if lvl.on_timeout == "approve":
                     await self._close_level(
                         lvl.level,
                         role,
