@@ -20,7 +20,9 @@ from orderflow.api.routes import (
     health,
     inventory,
     orders,
+    pricing,
     products,
+    routing,
     shipments,
 )
 from orderflow.config import Settings, get_settings
@@ -61,7 +63,18 @@ def create_app(
         lifespan=lifespan,
     )
     errors.install(app)
-    for module in (health, customers, products, inventory, orders, shipments, approvals, alerts):
+    for module in (
+        health,
+        customers,
+        products,
+        inventory,
+        orders,
+        shipments,
+        approvals,
+        alerts,
+        pricing,
+        routing,
+    ):
         app.include_router(module.router)
 
     @app.get("/metrics", include_in_schema=False)

@@ -10,8 +10,8 @@
 6. Whole-order promotions (the best single one) reduce the order total as `order_discount`.
 
 Unit prices are rounded to cents half-up; a line total is unit price x quantity, exact.
-A unit price below the product's floor, or a discount off list beyond the tier's maximum,
-is flagged so that routing sends the order to a sales manager.
+Any unit price below the product's floor, and a requested price whose discount off list is
+beyond the tier's maximum, are flagged so that routing sends the order to a sales manager.
 """
 
 from __future__ import annotations
@@ -78,6 +78,11 @@ class PricedOrder:
         return any(line.below_floor or line.discount_beyond_max for line in self.lines)
 
 
+def _pct(value: Decimal) -> str:
+    """10.00 -> '10', 2.5 -> '2.5': how a percentage reads in a price rule."""
+    return format(value.normalize(), "f")
+
+
 def _off(price: Decimal, percent: Decimal) -> Decimal:
     return price * (HUNDRED - percent) / HUNDRED
 
@@ -93,12 +98,12 @@ def _computed_price(
     else:
         pct = rules.tier_discount_pct.get(tier, Decimal(0))
         price = _off(product.unit_price, pct)
-        rule = f"list-{pct}%:{tier}" if pct else "list"
+        rule = f"list-{_pct(pct)}%:{tier}" if pct else "list"
     breaks = [b for b in rules.breaks if b.sku == sku and b.min_qty <= qty]
     if breaks:
         best = max(breaks, key=lambda b: b.percent_off)
         price = _off(price, best.percent_off)
-        rule += f"+break>={best.min_qty}:-{best.percent_off}%"
+        rule += f"+break>={best.min_qty}:-{_pct(best.percent_off)}%"
     promo_prices = [
         (_promo_price(price, p), p.code) for p in rules.promotions if p.sku == sku and p.active(on)
     ]
@@ -143,7 +148,9 @@ def price_line(
         price_rule=rule,
         override_deviation=deviation,
         below_floor=unit < product.floor_price,
-        discount_beyond_max=unit < q2(_off(product.unit_price, max_pct)),
+        # Managed prices (lists, breaks, promotions) are sanctioned; only a channel's own
+        # price is held to the tier's maximum discount. The floor binds every price.
+        discount_beyond_max=requested is not None and unit < q2(_off(product.unit_price, max_pct)),
     )
 
 

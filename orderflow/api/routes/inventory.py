@@ -1,6 +1,7 @@
 """Stock levels. Raising stock wakes the backordered orders waiting for that SKU."""
 
 import logging
+from datetime import UTC, date, datetime
 
 from fastapi import APIRouter, Depends, HTTPException
 from pydantic import Field
@@ -8,7 +9,7 @@ from sqlalchemy import func, select, update
 from temporalio.client import Client
 
 from orderflow.api.deps import CurrentUser, SessionDep, TemporalDep, require
-from orderflow.db.models import Order, OrderLine, Stock
+from orderflow.db.models import Order, OrderLine, Replenishment, Stock
 from orderflow.domain.payloads import Model, OrderRef
 from orderflow.domain.status import OrderStatus
 from orderflow.temporal_client import workflow_id
@@ -80,6 +81,64 @@ async def wake_backorders(session: SessionDep, client: Client, sku: str) -> int:
         except Exception as err:  # the order's own recheck timer still finds the stock
             log.warning("could not wake %s: %s", order_id, err)
     return len(waiting)
+
+
+class ReplenishmentIn(Model):
+    quantity: int = Field(gt=0)
+    expected_date: date
+
+
+class ReplenishmentOut(ReplenishmentIn):
+    id: int
+    sku: str
+    status: str
+
+
+@router.post("/{sku}/replenishments", status_code=201, dependencies=[Depends(require("ops"))])
+async def expect_stock(sku: str, body: ReplenishmentIn, session: SessionDep) -> ReplenishmentOut:
+    """Announce stock on its way; short lines at entry then say when to expect it."""
+    if await session.get(Stock, sku) is None:
+        raise HTTPException(404, f"no product {sku}")
+    row = Replenishment(
+        sku=sku, quantity=body.quantity, expected_date=body.expected_date, status="open"
+    )
+    session.add(row)
+    await session.commit()
+    return ReplenishmentOut(
+        id=row.id,
+        sku=sku,
+        quantity=row.quantity,
+        expected_date=row.expected_date,
+        status=row.status,
+    )
+
+
+@router.post("/replenishments/{replenishment_id}/receive", dependencies=[Depends(require("ops"))])
+async def receive(replenishment_id: int, session: SessionDep, client: TemporalDep) -> StockOut:
+    """Goods received: stock goes up once, and waiting backorders are woken."""
+    row = await session.scalar(
+        select(Replenishment).where(Replenishment.id == replenishment_id).with_for_update()
+    )
+    if row is None:
+        raise HTTPException(404, f"no replenishment {replenishment_id}")
+    if row.status != "open":
+        raise HTTPException(409, f"replenishment {replenishment_id} is already {row.status}")
+    row.status = "received"
+    row.received_at = datetime.now(UTC)
+    await session.execute(
+        update(Stock)
+        .where(Stock.sku == row.sku)
+        .values(
+            on_hand=Stock.on_hand + row.quantity,
+            received=Stock.received + row.quantity,
+            updated_at=func.now(),
+        )
+    )
+    await session.commit()
+    stock = await session.get(Stock, row.sku, populate_existing=True)
+    assert stock is not None
+    await wake_backorders(session, client, row.sku)
+    return _out(stock)
 
 
 @router.get("/{sku}")

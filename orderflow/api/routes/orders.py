@@ -85,6 +85,7 @@ class OrderOut(Model):
     requested_delivery_date: date | None
     special_instructions: str | None
     failure_reason: str | None
+    rules_version: str
     created_at: datetime
     workflow_id: str
     lines: list[LineOut]
@@ -170,6 +171,7 @@ async def load_order(session: SessionDep, order_id: str) -> OrderOut:
         requested_delivery_date=order.requested_delivery_date,
         special_instructions=order.special_instructions,
         failure_reason=order.failure_reason,
+        rules_version=order.price_rules_version,
         created_at=order.created_at,
         workflow_id=workflow_id(order.id),
         lines=[LineOut.model_validate(ln, from_attributes=True) for ln in lines],
