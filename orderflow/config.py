@@ -53,6 +53,8 @@ class Settings(BaseSettings):
     # Outbound webhooks for on-call alerts and approver notices (logged when unset).
     alert_webhook_url: str | None = None
     notify_webhook_url: str | None = None
+    # An activity failing this many attempts in a row for one order pages on-call once.
+    alert_after_attempts: int = 3
 
     # Approval SLA per level, in seconds (reminder, escalation, final timeout).
     approval_reminder_seconds: float = 4 * 3600
@@ -60,6 +62,9 @@ class Settings(BaseSettings):
     approval_timeout_seconds: float = 72 * 3600
     # How long a backordered order waits for stock before it is cancelled.
     backorder_max_seconds: float = 7 * 24 * 3600
+    # Alerts when an order waits longer than expected: backordered, or shipped but undelivered.
+    backorder_alert_seconds: float = 24 * 3600
+    delivery_alert_seconds: float = 3 * 24 * 3600
 
     # Worker tuning.
     max_concurrent_workflow_tasks: int = 200

@@ -19,6 +19,7 @@ from temporalio.common import SearchAttributeKey
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
+from orderflow.activities.shipping import SimulatedCarrier
 from orderflow.api.auth import create_user
 from orderflow.api.main import create_app
 from orderflow.config import Settings
@@ -151,11 +152,20 @@ async def stack(api_stack: Stack) -> AsyncIterator[Stack]:
 
 
 @pytest.fixture
+def ts_carrier() -> SimulatedCarrier | None:
+    """The carrier of `ts_stack`'s worker; a test module may override this fixture."""
+    return None
+
+
+@pytest.fixture
 async def ts_stack(
-    pg: EmbeddedPostgres, sessions: SessionFactory, time_env: WorkflowEnvironment
+    pg: EmbeddedPostgres,
+    sessions: SessionFactory,
+    time_env: WorkflowEnvironment,
+    ts_carrier: SimulatedCarrier | None,
 ) -> AsyncIterator[Stack]:
     """API + worker on the time-skipping test server, for timer-heavy paths."""
-    settings = test_settings(pg)
+    settings = test_settings(pg, delivery_poll_seconds=600.0)
     app = create_app(settings, sessions=sessions, client=time_env.client)
     async with app.router.lifespan_context(app):
         async with sessions() as s:
@@ -174,7 +184,7 @@ async def ts_stack(
             await s.commit()
         transport = ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://orderflow") as http:
-            async with order_worker(time_env.client, sessions, settings):
+            async with order_worker(time_env.client, sessions, settings, carrier=ts_carrier):
                 yield Stack(
                     http=http,
                     tokens=tokens,

@@ -85,6 +85,8 @@ def workflow_input(
         ),
         delivery_poll_seconds=settings.delivery_poll_seconds,
         backorder_max_seconds=settings.backorder_max_seconds,
+        backorder_alert_seconds=settings.backorder_alert_seconds,
+        delivery_alert_seconds=settings.delivery_alert_seconds,
     )
 
 

@@ -143,6 +143,9 @@ class OrderWorkflowInput(Model):
     delivery_poll_seconds: float = 60.0
     backorder_max_seconds: float = 7 * 24 * 3600
     backorder_recheck_seconds: float = 3600.0
+    # Longer than this in one waiting status raises an alert (the order keeps waiting).
+    backorder_alert_seconds: float = 24 * 3600
+    delivery_alert_seconds: float = 3 * 24 * 3600
 
 
 class OrderRef(Model):

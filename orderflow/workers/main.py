@@ -23,6 +23,8 @@ from orderflow.activities.warehouse import WarehouseActivities
 from orderflow.config import Settings
 from orderflow.db.session import SessionFactory, make_engine, make_session_factory
 from orderflow.temporal_client import connect
+from orderflow.workers.interceptors import FailureAlerts
+from orderflow.workflows.alert import AlertWorkflow
 from orderflow.workflows.order import OrderWorkflow
 
 log = logging.getLogger("orderflow.worker")
@@ -70,11 +72,13 @@ async def order_worker(
     carrier: Carrier | None = None,
 ) -> AsyncIterator[Worker]:
     """A running worker for the order pipeline; stops (gracefully) when the block exits."""
+    queue = task_queue or settings.task_queue
     async with httpx.AsyncClient(timeout=10) as http:
         worker = Worker(
             client,
-            task_queue=task_queue or settings.task_queue,
-            workflows=[OrderWorkflow],
+            task_queue=queue,
+            workflows=[OrderWorkflow, AlertWorkflow],
+            interceptors=[FailureAlerts(client, queue, settings.alert_after_attempts)],
             activities=activities_for(
                 sessions, settings, carrier or default_carrier(settings), http
             ),

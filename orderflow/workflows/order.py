@@ -11,7 +11,8 @@ from datetime import timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy, SearchAttributeKey, SearchAttributePair
-from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.exceptions import ActivityError, ApplicationError, WorkflowAlreadyStartedError
+from temporalio.workflow import ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
     from orderflow.domain.payloads import (
@@ -38,6 +39,7 @@ with workflow.unsafe.imports_passed_through():
         TrackResult,
     )
     from orderflow.domain.status import SHIPPED_OR_LATER, OrderStatus, can_cancel
+    from orderflow.workflows.alert import alert_workflow_id
 
 STATUS = SearchAttributeKey.for_keyword("OrderStatus")
 AWAITING_ROLE = SearchAttributeKey.for_keyword("AwaitingRole")
@@ -72,6 +74,7 @@ NOTIFY_RETRY = RetryPolicy(
 DB_TIMEOUT = timedelta(seconds=15)
 CARRIER_TIMEOUT = timedelta(minutes=2)
 CARRIER_HEARTBEAT = timedelta(seconds=10)
+MAX_DELIVERY_POLL = timedelta(hours=1)
 
 # Undo of each step that takes effect, by the activity that performs it.
 UNDO = {
@@ -108,7 +111,7 @@ class OrderWorkflow:
         self.notes: list[str] = []
         self.failure: str | None = None
         self.finished = False
-        # Outbound deliveries (alerts, notices) run beside the order; awaited before it ends.
+        # Notices to approvers run beside the order; awaited before it ends.
         self.outbound: list[workflow.ActivityHandle] = []
 
     # ---- messages -------------------------------------------------------------------
@@ -280,6 +283,8 @@ class OrderWorkflow:
         waited = timedelta(0)
         limit = timedelta(seconds=self.inp.backorder_max_seconds)
         recheck = timedelta(seconds=self.inp.backorder_recheck_seconds)
+        alert_after = timedelta(seconds=self.inp.backorder_alert_seconds)
+        alerted = False
         while True:
             result = await self._db("inventory.reserve", ref, ReserveResult)
             if "reservation" not in self.compensations:
@@ -299,8 +304,18 @@ class OrderWorkflow:
                     f"backorder not filled within {limit}: short "
                     + ", ".join(f"{k} x{v}" for k, v in result.short.items()),
                 )
+            if waited >= alert_after and not alerted:
+                alerted = True
+                await self._alert(
+                    "stuck_backordered",
+                    "warning",
+                    f"order {self.order_id} has been backordered for {waited}, longer than "
+                    f"the expected {alert_after}: short " + ", ".join(result.short),
+                )
             self.replenished = False
             step = min(recheck, limit - waited)
+            if not alerted:
+                step = min(step, alert_after - waited)
             start = workflow.now()
             await self._wait(lambda: self.replenished, step)
             waited += workflow.now() - start
@@ -430,8 +445,20 @@ class OrderWorkflow:
 
     async def _await_delivery(self, booking: Booking) -> None:
         poll = timedelta(seconds=self.inp.delivery_poll_seconds)
+        late = workflow.now() + timedelta(seconds=self.inp.delivery_alert_seconds)
         while True:
             await self._wait(lambda: bool(self.carrier_events), poll, cancellable=False)
+            # Ask the carrier less and less often (up to hourly): a long transit must not
+            # fill the history with tracking calls; its webhook still wakes us at once.
+            poll = min(poll * 2, max(MAX_DELIVERY_POLL, poll))
+            if workflow.now() >= late:
+                late = workflow.now() + timedelta(days=365 * 100)  # page once
+                await self._alert(
+                    "delivery_late",
+                    "warning",
+                    f"order {self.order_id}: {booking.tracking_number} not confirmed delivered "
+                    f"within {timedelta(seconds=self.inp.delivery_alert_seconds)} of booking",
+                )
             if not self.carrier_events:
                 tracked = await self._step(
                     "shipping.track",
@@ -536,7 +563,7 @@ class OrderWorkflow:
                 return True
 
     async def _drain_outbound(self) -> None:
-        """Let alerts and notices finish delivering; a failed delivery never fails the order."""
+        """Let notices finish delivering; a failed delivery never fails the order."""
         for handle in self.outbound:
             try:
                 await handle
@@ -610,30 +637,24 @@ class OrderWorkflow:
             raise OrderStopped(OrderStatus.FAILED, f"step {name} failed: {message}") from err
 
     async def _alert(self, kind: str, severity: str, summary: str, key: str | None = None) -> None:
+        """Raise an on-call alert. It lives in its own workflow (id = dedup key), so it is
+        stored and delivered once even if this order finishes first."""
         alert = Alert(
             dedup_key=f"{self.order_id}:{key or kind}",
             kind=kind,
-            severity=severity,
+            severity=severity,  # type: ignore[arg-type]
             order_id=self.order_id,
             summary=summary,
-        )  # type: ignore[arg-type]
-        fresh = await workflow.execute_local_activity(
-            "notify.store_alert",
-            alert,
-            start_to_close_timeout=DB_TIMEOUT,
-            retry_policy=DB_RETRY,
-            result_type=bool,
         )
-        if fresh:
-            # Delivery runs beside the order: a receiver that is down never holds it up.
-            self.outbound.append(
-                workflow.start_activity(
-                    "notify.deliver_alert",
-                    alert,
-                    start_to_close_timeout=timedelta(seconds=30),
-                    retry_policy=NOTIFY_RETRY,
-                )
+        try:
+            await workflow.start_child_workflow(
+                "AlertWorkflow",
+                alert,
+                id=alert_workflow_id(alert.dedup_key),
+                parent_close_policy=ParentClosePolicy.ABANDON,
             )
+        except WorkflowAlreadyStartedError:
+            pass  # raised before (e.g. by a retried step): one alert, not two
         await self._db(
             "orders.note",
             StatusChange(
