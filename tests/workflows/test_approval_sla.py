@@ -65,5 +65,5 @@ async def test_decision_after_escalation_comes_from_the_backup_role(
     assert r.status_code == 403
     r = await stack.post(f"/orders/{order_id}/decision", {"decision": "approve"}, role="director")
     assert r.status_code == 200, r.text
-    await time_env.sleep(timedelta(minutes=5))
+    await time_env.sleep(timedelta(minutes=15))  # past the first delivery poll
     await stack.wait_status(order_id, "completed")
