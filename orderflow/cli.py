@@ -228,6 +228,34 @@ def migrate() -> None:
     console.print("database is up to date")
 
 
+@app.command()
+def receiver(port: Annotated[int, typer.Option(help="port to listen on")] = 9999) -> None:
+    """A local webhook receiver that prints each alert or notice it gets (for demos)."""
+    import json
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+            body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            try:
+                text = json.loads(body).get("text", body.decode())
+            except ValueError:
+                text = body.decode(errors="replace")
+            console.print(f"[bold]{self.headers.get('Idempotency-Key', '-')}[/bold] {text}")
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    console.print(f"listening on http://127.0.0.1:{port}/ (Ctrl-C stops)")
+    with ThreadingHTTPServer(("127.0.0.1", port), Handler) as server:
+        try:
+            server.serve_forever()
+        except KeyboardInterrupt:
+            pass
+
+
 @users_app.command("create")
 def users_create(
     name: str,

@@ -53,6 +53,11 @@ class Settings(BaseSettings):
     # Outbound webhooks for on-call alerts and approver notices (logged when unset).
     alert_webhook_url: str | None = None
     notify_webhook_url: str | None = None
+    # E-mail to approvers through SMTP when a host is set: role -> addresses.
+    smtp_host: str | None = None
+    smtp_port: int = 25
+    smtp_from: str = "orderflow@localhost"
+    role_emails: dict[str, list[str]] = {}
     # An activity failing this many attempts in a row for one order pages on-call once.
     alert_after_attempts: int = 3
 

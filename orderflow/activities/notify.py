@@ -6,7 +6,10 @@ alert stays stored (and visible at GET /alerts) whatever happens to the delivery
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import smtplib
+from email.message import EmailMessage
 
 import httpx
 from sqlalchemy import func, update
@@ -86,8 +89,11 @@ class NotifyActivities(DbActivities):
 
     @activity.defn(name="notify.notify_role")
     async def notify_role(self, notice: Notice) -> None:
-        """A reminder or request to the people holding a role."""
+        """A reminder or request to the people holding a role: webhook, e-mail, or the log."""
         url = self.settings.notify_webhook_url
+        recipients = self.settings.role_emails.get(notice.role, [])
+        if self.settings.smtp_host and recipients:
+            await asyncio.to_thread(self._send_mail, notice, recipients)
         if url:
             resp = await self.http.post(
                 url,
@@ -101,5 +107,17 @@ class NotifyActivities(DbActivities):
                 headers={"Idempotency-Key": notice.dedup_key},
             )
             resp.raise_for_status()
-        else:
+        elif not (self.settings.smtp_host and recipients):
             log.info("notice to %s: %s", notice.role, notice.subject)
+
+    def _send_mail(self, notice: Notice, recipients: list[str]) -> None:
+        msg = EmailMessage()
+        msg["From"] = self.settings.smtp_from
+        msg["To"] = ", ".join(recipients)
+        msg["Subject"] = notice.subject
+        # Mail clients and relays use Message-ID to drop a repeat of a retried send.
+        msg["Message-ID"] = f"<{notice.dedup_key.replace(':', '.')}@orderflow>"
+        msg.set_content(notice.body or notice.subject)
+        assert self.settings.smtp_host is not None
+        with smtplib.SMTP(self.settings.smtp_host, self.settings.smtp_port, timeout=20) as smtp:
+            smtp.send_message(msg)

@@ -94,6 +94,14 @@ async def test_decision_by_signal_and_an_invalid_signal_is_noted_and_ignored(sta
     sku = await stack.product()
     order_id = (await stack.order(customer, [(sku, 1)])).json()["id"]
     await stack.wait_status(order_id, "awaiting_approval")
+    # Ops find it in Temporal visibility by the role it waits for.
+    query = f'AwaitingRole="credit_controller" AND CustomerCode="{customer}"'
+    for _ in range(50):
+        found = [w.id async for w in stack.client.list_workflows(query)]
+        if found:
+            break
+        await asyncio.sleep(0.2)
+    assert found == [f"order-{order_id}"]
     handle = stack.client.get_workflow_handle(f"order-{order_id}")
     await handle.signal("decide_signal", Decision(decision="approve", role="ops", by="mallory"))
     for _ in range(100):
