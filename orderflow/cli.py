@@ -241,7 +241,7 @@ def receiver(port: Annotated[int, typer.Option(help="port to listen on")] = 9999
                 text = json.loads(body).get("text", body.decode())
             except ValueError:
                 text = body.decode(errors="replace")
-            console.print(f"[bold]{self.headers.get('Idempotency-Key', '-')}[/bold] {text}")
+            console.print(f"{self.headers.get('Idempotency-Key', '-')}  {text}", markup=False)
             self.send_response(200)
             self.end_headers()
 
