@@ -19,6 +19,7 @@ from orderflow.api.routes import (
     customers,
     health,
     inventory,
+    kpis,
     orders,
     pricing,
     products,
@@ -74,6 +75,7 @@ def create_app(
         alerts,
         pricing,
         routing,
+        kpis,
     ):
         app.include_router(module.router)
 

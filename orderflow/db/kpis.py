@@ -1,0 +1,182 @@
+"""Process KPIs, computed in SQL from the orders and their timeline.
+
+Definitions (the window selects orders by the time they were received):
+- received: orders created plus orders refused at entry (rejected attempts);
+- entry error rate: (refused at entry + rejected by the workflow's validation) / received;
+- first-pass rate: orders validated that never waited for an approval / orders validated;
+- step time: for each status, the time until the order's next status;
+- end to end: received -> completed;
+- approval wait per role: requested -> decided, decided levels only;
+- on-time delivery: delivered on or before the requested date / delivered with a date;
+- fill rate: shipped quantity / ordered quantity over approved orders;
+- backorder rate: approved orders that were ever backordered / approved orders;
+- compensations: compensation entries on the timelines.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+
+@dataclass(frozen=True)
+class KpiFilter:
+    start: date | None = None
+    end: date | None = None  # inclusive
+    channel: str | None = None
+    customer_code: str | None = None
+
+    def params(self) -> dict[str, Any]:
+        utc = UTC
+        return {
+            "start": datetime.combine(self.start, time.min, utc) if self.start else None,
+            "end": datetime.combine(self.end + timedelta(days=1), time.min, utc)
+            if self.end
+            else None,
+            "channel": self.channel,
+            "customer": self.customer_code,
+        }
+
+
+# Orders in scope; every query below starts from this.
+SCOPE = """
+    scope AS (
+        SELECT o.* FROM orders o
+        WHERE (CAST(:start AS timestamptz) IS NULL OR o.created_at >= :start)
+          AND (CAST(:end AS timestamptz) IS NULL OR o.created_at < :end)
+          AND (CAST(:channel AS text) IS NULL OR o.channel = :channel)
+          AND (CAST(:customer AS text) IS NULL OR o.customer_code = :customer)
+    ),
+    status_events AS (
+        SELECT e.order_id, e.status, e.at,
+               LEAD(e.at) OVER (PARTITION BY e.order_id ORDER BY e.at, e.id) AS next_at
+        FROM order_events e JOIN scope s ON s.id = e.order_id
+        WHERE e.kind = 'status'
+    ),
+    reached AS (
+        SELECT order_id, array_agg(DISTINCT status) AS statuses
+        FROM status_events GROUP BY order_id
+    )
+"""
+
+COUNTS = f"""
+WITH {SCOPE}
+SELECT
+    (SELECT count(*) FROM scope) AS orders,
+    (SELECT count(*) FROM rejected_attempts a
+      WHERE (CAST(:start AS timestamptz) IS NULL OR a.at >= :start)
+        AND (CAST(:end AS timestamptz) IS NULL OR a.at < :end)
+        AND (CAST(:channel AS text) IS NULL OR a.channel = :channel)
+        AND (CAST(:customer AS text) IS NULL OR a.customer_code = :customer)) AS refused,
+    (SELECT count(*) FROM scope WHERE status = 'completed') AS completed,
+    (SELECT count(*) FROM scope WHERE status = 'rejected') AS rejected,
+    (SELECT count(*) FROM scope WHERE status = 'cancelled') AS cancelled,
+    (SELECT count(*) FROM scope WHERE status = 'failed') AS failed,
+    (SELECT count(*) FROM scope
+      WHERE status = 'rejected' AND failure_reason LIKE 'validation:%') AS invalid_in_flow,
+    (SELECT count(*) FROM reached WHERE 'validated' = ANY(statuses)) AS validated,
+    (SELECT count(*) FROM reached WHERE 'validated' = ANY(statuses)
+        AND NOT 'awaiting_approval' = ANY(statuses)) AS touchless,
+    (SELECT count(*) FROM reached WHERE 'approved' = ANY(statuses)) AS approved,
+    (SELECT count(*) FROM reached WHERE 'approved' = ANY(statuses)
+        AND 'backordered' = ANY(statuses)) AS backordered,
+    (SELECT count(*) FROM order_events e JOIN scope s ON s.id = e.order_id
+      WHERE e.kind = 'compensation') AS compensations,
+    (SELECT coalesce(sum(l.shipped_qty), 0) FROM order_lines l
+      JOIN reached r ON r.order_id = l.order_id WHERE 'approved' = ANY(r.statuses)) AS shipped_qty,
+    (SELECT coalesce(sum(l.quantity), 0) FROM order_lines l
+      JOIN reached r ON r.order_id = l.order_id WHERE 'approved' = ANY(r.statuses)) AS ordered_qty,
+    (SELECT count(*) FROM scope s JOIN status_events e ON e.order_id = s.id
+      WHERE e.status = 'delivered' AND s.requested_delivery_date IS NOT NULL) AS dated_deliveries,
+    (SELECT count(*) FROM scope s JOIN status_events e ON e.order_id = s.id
+      WHERE e.status = 'delivered' AND s.requested_delivery_date IS NOT NULL
+        AND (e.at AT TIME ZONE 'UTC')::date <= s.requested_delivery_date) AS on_time
+"""
+
+STEP_TIMES = f"""
+WITH {SCOPE}
+SELECT status, count(*) AS n,
+       percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM next_at - at)) AS p50,
+       percentile_cont(0.95) WITHIN GROUP (ORDER BY extract(epoch FROM next_at - at)) AS p95
+FROM status_events WHERE next_at IS NOT NULL
+GROUP BY status ORDER BY status
+"""
+
+END_TO_END = f"""
+WITH {SCOPE},
+    spans AS (
+        SELECT order_id, max(at) FILTER (WHERE status = 'completed')
+                       - min(at) FILTER (WHERE status = 'received') AS d
+        FROM status_events GROUP BY order_id
+    )
+SELECT count(d) AS n,
+       percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM d)) AS p50,
+       percentile_cont(0.95) WITHIN GROUP (ORDER BY extract(epoch FROM d)) AS p95
+FROM spans WHERE d IS NOT NULL
+"""
+
+APPROVAL_WAIT = f"""
+WITH {SCOPE}
+SELECT role, count(*) AS n,
+       percentile_cont(0.5) WITHIN GROUP (ORDER BY waited) AS p50,
+       percentile_cont(0.95) WITHIN GROUP (ORDER BY waited) AS p95
+FROM (SELECT a.role, extract(epoch FROM a.decided_at - a.requested_at) AS waited
+      FROM approvals a JOIN scope s ON s.id = a.order_id
+      WHERE a.decided_at IS NOT NULL) w
+GROUP BY role ORDER BY role
+"""
+
+
+def _ratio(num: int, den: int) -> float | None:
+    return round(num / den, 4) if den else None
+
+
+def _secs(value: Any) -> float | None:
+    return None if value is None else round(float(value), 3)
+
+
+async def compute_kpis(session: AsyncSession, f: KpiFilter) -> dict[str, Any]:
+    """Every KPI for the window and filters, as plain JSON-able values (seconds, ratios)."""
+    p = f.params()
+    c = (await session.execute(text(COUNTS), p)).mappings().one()
+    received = c["orders"] + c["refused"]
+    steps = (await session.execute(text(STEP_TIMES), p)).mappings().all()
+    e2e = (await session.execute(text(END_TO_END), p)).mappings().one()
+    waits = (await session.execute(text(APPROVAL_WAIT), p)).mappings().all()
+    return {
+        "filters": {
+            "from": f.start,
+            "to": f.end,
+            "channel": f.channel,
+            "customer_code": f.customer_code,
+        },
+        "orders_received": received,
+        "orders_completed": c["completed"],
+        "orders_rejected": c["rejected"],
+        "orders_cancelled": c["cancelled"],
+        "orders_failed": c["failed"],
+        "refused_at_entry": c["refused"],
+        "entry_error_rate": _ratio(c["refused"] + c["invalid_in_flow"], received),
+        "first_pass_rate": _ratio(c["touchless"], c["validated"]),
+        "on_time_delivery_rate": _ratio(c["on_time"], c["dated_deliveries"]),
+        "fill_rate": _ratio(int(c["shipped_qty"]), int(c["ordered_qty"])),
+        "backorder_rate": _ratio(c["backordered"], c["approved"]),
+        "compensations": c["compensations"],
+        "end_to_end_seconds": {
+            "count": e2e["n"],
+            "median": _secs(e2e["p50"]),
+            "p95": _secs(e2e["p95"]),
+        },
+        "step_seconds": {
+            r["status"]: {"count": r["n"], "median": _secs(r["p50"]), "p95": _secs(r["p95"])}
+            for r in steps
+        },
+        "approval_wait_seconds": {
+            r["role"]: {"count": r["n"], "median": _secs(r["p50"]), "p95": _secs(r["p95"])}
+            for r in waits
+        },
+    }

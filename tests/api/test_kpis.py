@@ -1,0 +1,178 @@
+"""KPIs on a hand-seeded history, checked against numbers worked out by hand."""
+
+from __future__ import annotations
+
+import io
+import uuid
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+
+from openpyxl import load_workbook
+
+from orderflow.db.models import Approval, Order, OrderEvent, OrderLine, RejectedAttempt
+from tests.utils import Stack
+
+T0 = datetime(2026, 11, 10, 9, 0, tzinfo=UTC)
+TOUCHLESS = [
+    ("received", 0),
+    ("validated", 10),
+    ("approved", 10),
+    ("reserved", 20),
+    ("picking", 30),
+    ("packed", 40),
+    ("shipped", 100),
+    ("invoiced", 100),
+    ("delivered", 3600),
+    ("completed", 3600),
+]
+# Delivered 2 h after receipt on 10 Nov: one day after the requested 9 Nov, so late.
+APPROVED = [
+    ("received", 0),
+    ("validated", 10),
+    ("awaiting_approval", 10),
+    ("approved", 610),
+    ("reserved", 620),
+    ("picking", 630),
+    ("packed", 640),
+    ("shipped", 700),
+    ("invoiced", 700),
+    ("delivered", 7200),
+    ("completed", 7200),
+]
+
+
+async def _seed(stack: Stack, channel: str, customer: str, sku: str) -> None:
+    async def order(events, status, *, shipped, created=T0, requested=None, reason=None, extra=()):
+        oid = f"K-{uuid.uuid4().hex[:10]}"
+        s.add(
+            Order(
+                id=oid,
+                customer_code=customer,
+                channel=channel,
+                status=status,
+                subtotal=Decimal(10),
+                order_discount=Decimal(0),
+                total=Decimal(10),
+                currency="CNY",
+                ship_to={},
+                price_rules_version="t",
+                created_by="kpi",
+                requested_delivery_date=requested,
+                failure_reason=reason,
+                created_at=created,
+            )
+        )
+        await s.flush()
+        s.add(
+            OrderLine(
+                order_id=oid,
+                line_no=1,
+                sku=sku,
+                quantity=10,
+                list_price=Decimal(1),
+                unit_price=Decimal(1),
+                line_total=Decimal(10),
+                price_rule="list",
+                shipped_qty=shipped,
+            )
+        )
+        for i, (st, sec) in enumerate(events):
+            s.add(
+                OrderEvent(
+                    order_id=oid,
+                    step_key=f"{st}:{i}",
+                    status=st,
+                    kind="status",
+                    at=created + timedelta(seconds=sec),
+                )
+            )
+        for kind, sec in extra:
+            s.add(
+                OrderEvent(
+                    order_id=oid,
+                    step_key=f"{kind}:{sec}",
+                    status=None,
+                    kind=kind,
+                    at=created + timedelta(seconds=sec),
+                )
+            )
+        return oid
+
+    async with stack.sessions() as s:
+        await order(TOUCHLESS, "completed", shipped=10, requested=date(2026, 11, 20))
+        o2 = await order(APPROVED, "completed", shipped=10, requested=date(2026, 11, 9))
+        s.add(
+            Approval(
+                order_id=o2,
+                level=1,
+                role="credit_controller",
+                status="approved",
+                requested_at=T0 + timedelta(seconds=10),
+                decided_at=T0 + timedelta(seconds=610),
+            )
+        )
+        await order(
+            [
+                ("received", 0),
+                ("validated", 5),
+                ("approved", 5),
+                ("backordered", 6),
+                ("cancelled", 50),
+            ],
+            "cancelled",
+            shipped=0,
+            extra=[("compensation", 49)],
+        )
+        await order(
+            [("received", 0), ("rejected", 1)],
+            "rejected",
+            shipped=0,
+            reason="validation: customer C is on_hold",
+        )
+        await order(TOUCHLESS, "completed", shipped=10, created=T0 - timedelta(days=9))
+        s.add(
+            RejectedAttempt(
+                actor="kpi",
+                channel=channel,
+                customer_code=customer,
+                body={},
+                problems=[],
+                at=T0 + timedelta(hours=1),
+            )
+        )
+        await s.commit()
+
+
+async def test_kpis_match_hand_checked_numbers(stack: Stack):
+    channel = f"kpi-{uuid.uuid4().hex[:6]}"
+    customer = await stack.customer()
+    sku = await stack.product()
+    await _seed(stack, channel, customer, sku)
+    params = {"from": "2026-11-09", "to": "2026-11-15", "channel": channel}
+    k = (await stack.get("/kpis", params=params)).json()
+    assert "orders_received" in k, k
+    assert k["orders_received"] == 5  # 4 orders in the window + 1 refused at entry
+    assert (k["orders_completed"], k["orders_rejected"], k["orders_cancelled"]) == (2, 1, 1)
+    assert k["entry_error_rate"] == 0.4  # (1 refused + 1 rejected by validation) / 5
+    assert k["first_pass_rate"] == 0.6667  # 2 of the 3 validated never waited
+    assert k["on_time_delivery_rate"] == 0.5  # one delivered by its date, one after
+    assert k["fill_rate"] == 0.6667  # 20 shipped of 30 ordered on approved orders
+    assert k["backorder_rate"] == 0.3333
+    assert k["compensations"] == 1
+    assert k["end_to_end_seconds"] == {"count": 2, "median": 5400.0, "p95": 7020.0}
+    assert k["approval_wait_seconds"] == {
+        "credit_controller": {"count": 1, "median": 600.0, "p95": 600.0}
+    }
+    assert k["step_seconds"]["awaiting_approval"]["median"] == 600.0
+    assert k["step_seconds"]["shipped"]["count"] == 2
+
+    only_customer = await stack.get("/kpis", params={**params, "customer_code": "NOBODY"})
+    assert only_customer.json()["orders_received"] == 0
+    assert only_customer.json()["first_pass_rate"] is None
+
+    xlsx = await stack.get("/kpis.xlsx", params=params)
+    assert xlsx.status_code == 200
+    wb = load_workbook(io.BytesIO(xlsx.content))
+    rows = {r[0]: r[1] for r in wb["KPIs"].iter_rows(values_only=True)}
+    assert rows["first_pass_rate"] == 0.6667 and rows["orders_received"] == 5
+    assert wb["Approval waits"]["A2"].value == "credit_controller"
