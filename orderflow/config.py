@@ -35,6 +35,7 @@ class Settings(BaseSettings):
     pg_port: int = 5544
     temporal_port: int = 7233
     temporal_ui_port: int = 8233
+    temporal_ui_base: str | None = None
 
     bootstrap_token: str | None = None
     currency: str = "CNY"
@@ -104,6 +105,11 @@ class Settings(BaseSettings):
     @property
     def temporal_ui_url(self) -> str:
         return f"http://{self.host}:{self.temporal_ui_port}"
+
+    @property
+    def temporal_ui_public_url(self) -> str:
+        """Where people open the Temporal UI (ORDERFLOW_TEMPORAL_UI_BASE for a real cluster)."""
+        return self.temporal_ui_base or self.temporal_ui_url
 
 
 def normalise_db_url(url: str) -> str:

@@ -6,6 +6,8 @@ from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 
+from orderflow.config import Settings
+
 
 async def connect(address: str, namespace: str, metrics_port: int | None = None) -> Client:
     """Connect with the pydantic data converter; optionally expose SDK metrics."""
@@ -24,3 +26,11 @@ async def connect(address: str, namespace: str, metrics_port: int | None = None)
 def workflow_id(order_id: str) -> str:
     """The one workflow of an order."""
     return f"order-{order_id}"
+
+
+def temporal_ui_link(settings: Settings, order_id: str) -> str:
+    """The order's workflow in the Temporal Web UI."""
+    return (
+        f"{settings.temporal_ui_public_url.rstrip('/')}/namespaces/"
+        f"{settings.temporal_namespace}/workflows/{workflow_id(order_id)}"
+    )

@@ -35,7 +35,9 @@ class Carrier(Protocol):
 
     async def book(self, req: ShipmentRequest, attempt: int) -> Booking: ...
     async def track(self, req: TrackRequest) -> TrackResult: ...
-    async def cancel(self, tracking_number: str) -> None: ...
+    async def cancel(self, order_id: str, shipment_no: int) -> None:
+        """Cancel the booking made for (order, shipment number); a no-op if there is none."""
+        ...
 
 
 class SimulatedCarrier:
@@ -61,6 +63,8 @@ class SimulatedCarrier:
             )
         if self.mode == "fail_transient" and attempt < 3:
             raise RuntimeError(f"carrier unavailable (attempt {attempt})")
+        if self.mode == "down":
+            raise RuntimeError(f"carrier unavailable (attempt {attempt})")
         await asyncio.sleep(self.delay)
         return Booking(
             tracking_number=self.tracking_number(req.order_id, req.shipment_no),
@@ -76,8 +80,9 @@ class SimulatedCarrier:
             return TrackResult(status="delivered", at=due)
         return TrackResult(status="in_transit")
 
-    async def cancel(self, tracking_number: str) -> None:
-        return None
+    async def cancel(self, order_id: str, shipment_no: int) -> None:
+        if self.mode == "down":
+            raise RuntimeError("carrier unavailable")
 
 
 async def _heartbeat_while(coro_factory, interval: float = 1.0):  # type: ignore[no-untyped-def]
@@ -203,7 +208,8 @@ class ShippingActivities(DbActivities):
 
     @activity.defn(name="shipping.cancel_shipment")
     async def cancel_shipment(self, comp: Compensation) -> None:
-        """Compensation: cancel the booking with the carrier and put the goods back on hand."""
+        """Compensation: cancel the booking with the carrier (even one we never heard back
+        about) and put any goods that left back on hand."""
         async with self.tx() as s:
             rows = (
                 await s.scalars(
@@ -212,8 +218,9 @@ class ShippingActivities(DbActivities):
                     )
                 )
             ).all()
+            for shipment_no in sorted({1, *(r.shipment_no for r in rows)}):
+                await self.carrier.cancel(comp.order_id, shipment_no)
             for shipment in rows:
-                await self.carrier.cancel(shipment.tracking_number)
                 shipment.status = "cancelled"
             returned = (
                 await s.execute(

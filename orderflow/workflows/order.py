@@ -7,12 +7,14 @@ outside world, so booking and tracking are normal activities with heartbeats.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from datetime import timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy, SearchAttributeKey, SearchAttributePair
 from temporalio.exceptions import ActivityError, ApplicationError, WorkflowAlreadyStartedError
-from temporalio.workflow import ParentClosePolicy
+from temporalio.workflow import ActivityCancellationType, ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
     from orderflow.domain.payloads import (
@@ -92,6 +94,12 @@ class OrderStopped(Exception):
         super().__init__(reason)
         self.status = status
         self.reason = reason
+
+
+def step_failed(name: str, err: ActivityError) -> OrderStopped:
+    """A step that failed for good fails the order, saying which step and why."""
+    message = getattr(err.cause, "message", None) or str(err.cause or err)
+    return OrderStopped(OrderStatus.FAILED, f"step {name} failed: {message}")
 
 
 @workflow.defn(name="OrderWorkflow")
@@ -249,13 +257,13 @@ class OrderWorkflow:
         self._moved(OrderStatus.PACKED)
         self._checkpoint()
 
-        booking: Booking = await self._step(
+        # A booking can take effect at the carrier before we hear back: its undo is due
+        # from the moment we ask. A cancel interrupts a booking that keeps retrying.
+        self.compensations.append("shipment")
+        booking: Booking = await self._interruptible(
             "shipping.book",
             ShipmentRequest(order_id=self.order_id, packages=packed.packages),
-            start_to_close_timeout=CARRIER_TIMEOUT,
-            heartbeat_timeout=CARRIER_HEARTBEAT,
-            retry_policy=CARRIER_RETRY,
-            result_type=Booking,
+            Booking,
         )
         # The booking took effect: record it before honouring a cancel, so it is undone.
         await self._db(
@@ -264,7 +272,6 @@ class OrderWorkflow:
                 order_id=self.order_id, shipment_no=1, booking=booking, packages=packed.packages
             ),
         )
-        self.compensations.append("shipment")
         self.tracking_numbers.append(booking.tracking_number)
         self._moved(OrderStatus.SHIPPED)
         await self._db("billing.invoice", ref)
@@ -277,6 +284,28 @@ class OrderWorkflow:
             "orders.set_status", self._change(OrderStatus.COMPLETED, "completed", "order complete")
         )
         self._moved(OrderStatus.COMPLETED)
+
+    async def _interruptible(self, name: str, arg, result_type):  # type: ignore[no-untyped-def]
+        """A carrier call that a cancel request can cut short (between or during attempts)."""
+        handle = workflow.start_activity(
+            name,
+            arg,
+            start_to_close_timeout=CARRIER_TIMEOUT,
+            heartbeat_timeout=CARRIER_HEARTBEAT,
+            retry_policy=CARRIER_RETRY,
+            result_type=result_type,
+            cancellation_type=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+        )
+        await workflow.wait_condition(lambda: handle.done() or self.cancel_request is not None)
+        if not handle.done():
+            handle.cancel()
+            with contextlib.suppress(ActivityError, asyncio.CancelledError):
+                await handle
+            self._checkpoint()
+        try:
+            return await handle
+        except ActivityError as err:
+            raise step_failed(name, err) from err
 
     async def _reserve(self, ref: OrderRef) -> None:
         """Reserve stock; when short, wait in backordered for a replenishment signal."""
@@ -632,9 +661,7 @@ class OrderWorkflow:
                 )
             return await workflow.execute_activity(name, arg, result_type=result_type, **options)
         except ActivityError as err:
-            cause = err.cause
-            message = getattr(cause, "message", None) or str(cause or err)
-            raise OrderStopped(OrderStatus.FAILED, f"step {name} failed: {message}") from err
+            raise step_failed(name, err) from err
 
     async def _alert(self, kind: str, severity: str, summary: str, key: str | None = None) -> None:
         """Raise an on-call alert. It lives in its own workflow (id = dedup key), so it is

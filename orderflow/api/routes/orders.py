@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Header, HTTPException, Query
@@ -17,8 +17,8 @@ from orderflow.api.deps import CurrentUser, SessionDep, StateDep, require
 from orderflow.api.intake import OrderStartError, create_order
 from orderflow.db.models import Approval, Invoice, Order, OrderEvent, OrderLine, Shipment
 from orderflow.domain.payloads import CancelRequest, Decision, Model, Money, OrderIn, OrderState
-from orderflow.domain.status import OrderStatus
-from orderflow.temporal_client import workflow_id
+from orderflow.domain.status import FINAL_STATUSES, OrderStatus
+from orderflow.temporal_client import temporal_ui_link, workflow_id
 
 router = APIRouter(prefix="/orders", tags=["orders"])
 
@@ -68,6 +68,8 @@ class EventOut(Model):
     kind: str
     actor: str
     detail: str
+    # For a status: how long the order stayed in it (until the next status, or until now).
+    seconds_in_status: float | None = None
 
 
 class OrderOut(Model):
@@ -178,7 +180,39 @@ async def load_order(session: SessionDep, order_id: str) -> OrderOut:
         approvals=[ApprovalOut.model_validate(a, from_attributes=True) for a in approvals],
         shipments=[ShipmentOut.model_validate(s, from_attributes=True) for s in shipments],
         invoice=InvoiceOut.model_validate(invoices[0], from_attributes=True) if invoices else None,
-        timeline=[EventOut.model_validate(e, from_attributes=True) for e in events],
+        timeline=_timeline(events, order.status),
+    )
+
+
+def _timeline(events: list[OrderEvent], current: str) -> list[EventOut]:
+    out = [EventOut.model_validate(e, from_attributes=True) for e in events]
+    status_rows = [e for e in out if e.kind == "status"]
+    for this, following in zip(status_rows, status_rows[1:], strict=False):
+        this.seconds_in_status = round((following.at - this.at).total_seconds(), 3)
+    if status_rows and current not in {s.value for s in FINAL_STATUSES}:
+        last = status_rows[-1]
+        last.seconds_in_status = round((datetime.now(UTC) - last.at).total_seconds(), 3)
+    return out
+
+
+class HistoryOut(Model):
+    order_id: str
+    workflow_id: str
+    temporal_ui_url: str
+    status: str
+
+
+@router.get("/{order_id}/history")
+async def history(
+    order_id: str, state: StateDep, session: SessionDep, _: CurrentUser
+) -> HistoryOut:
+    """Where to see the order's workflow history in the Temporal UI."""
+    order = await _order_or_404(session, order_id)
+    return HistoryOut(
+        order_id=order.id,
+        workflow_id=workflow_id(order.id),
+        status=order.status,
+        temporal_ui_url=temporal_ui_link(state.settings, order.id),
     )
 
 
