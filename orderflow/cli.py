@@ -8,6 +8,7 @@ import os
 import signal
 import sys
 import time
+from datetime import timedelta
 from pathlib import Path
 from typing import Annotated
 
@@ -15,6 +16,7 @@ import httpx
 import typer
 from rich.console import Console
 from rich.panel import Panel
+from rich.table import Table
 
 from orderflow.config import Settings, get_settings
 
@@ -226,6 +228,52 @@ def migrate() -> None:
     """Apply database migrations and load the demo data (idempotent)."""
     asyncio.run(_prepare_database(get_settings()))
     console.print("database is up to date")
+
+
+def parse_duration(text: str) -> timedelta:
+    """'90s', '30m', '2h', '1d' (or a bare number of seconds)."""
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    text = text.strip().lower()
+    try:
+        if text and text[-1] in units:
+            return timedelta(seconds=float(text[:-1]) * units[text[-1]])
+        return timedelta(seconds=float(text))
+    except ValueError:
+        raise typer.BadParameter(f"{text!r} is not a duration like 90s, 30m, 2h or 1d") from None
+
+
+@app.command()
+def stuck(
+    older_than: Annotated[str, typer.Option(help="not moved for this long: 30m, 2h, 1d")] = "2h",
+    status: Annotated[str | None, typer.Option(help="only this status")] = None,
+) -> None:
+    """List orders that have not moved, with why they wait and a Temporal UI link."""
+    from orderflow.db.session import make_engine, make_session_factory
+    from orderflow.ops import find_stuck
+    from orderflow.temporal_client import connect
+
+    settings = get_settings()
+    age = parse_duration(older_than)
+
+    async def go() -> list:
+        engine = make_engine(settings.resolved_database_url, pool_size=2)
+        try:
+            client = await connect(settings.resolved_temporal_address, settings.temporal_namespace)
+            return await find_stuck(make_session_factory(engine), client, settings, age, status)
+        finally:
+            await engine.dispose()
+
+    rows = asyncio.run(go())
+    out = Console()
+    if not rows:
+        out.print(f"no open order has stood still for {age}")
+        return
+    table = Table(title=f"{len(rows)} order(s) not moved for {age}")
+    for col in ("order", "status", "waiting", "why", "Temporal UI"):
+        table.add_column(col, overflow="fold")
+    for r in rows:
+        table.add_row(r.order_id, r.status, str(r.waiting).split(".")[0], r.why, r.link)
+    out.print(table)
 
 
 @app.command()

@@ -1,0 +1,109 @@
+"""Operations: find the orders that have not moved, and say why, from PostgreSQL and Temporal."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import select
+from temporalio.client import Client, WorkflowExecutionStatus
+from temporalio.service import RPCError, RPCStatusCode
+
+from orderflow.config import Settings
+from orderflow.db.models import Approval, Order, OrderLine
+from orderflow.db.session import SessionFactory
+from orderflow.domain.status import FINAL_STATUSES, OrderStatus
+from orderflow.temporal_client import temporal_ui_link, workflow_id
+
+
+@dataclass
+class StuckOrder:
+    order_id: str
+    status: str
+    since: datetime
+    why: str
+    link: str
+
+    @property
+    def waiting(self) -> timedelta:
+        return datetime.now(UTC) - self.since
+
+
+async def _why_in_db(sessions: SessionFactory, order: Order) -> str:
+    async with sessions() as s:
+        if order.status == OrderStatus.AWAITING_APPROVAL.value:
+            level = await s.scalar(
+                select(Approval)
+                .where(Approval.order_id == order.id, Approval.status == "pending")
+                .order_by(Approval.level)
+            )
+            if level is not None:
+                return f"waits for {level.role} (level {level.level}): {level.reason}"
+        if order.status == OrderStatus.BACKORDERED.value:
+            short = (
+                await s.execute(
+                    select(OrderLine.sku, OrderLine.quantity - OrderLine.reserved_qty)
+                    .where(
+                        OrderLine.order_id == order.id, OrderLine.reserved_qty < OrderLine.quantity
+                    )
+                    .order_by(OrderLine.sku)
+                )
+            ).all()
+            return "short of stock: " + ", ".join(f"{sku} x{qty}" for sku, qty in short)
+        if order.status in (OrderStatus.SHIPPED.value, OrderStatus.INVOICED.value):
+            return "waits for the carrier to confirm delivery"
+    return f"in {order.status}"
+
+
+async def _why_in_temporal(client: Client, order_id: str) -> str | None:
+    """What Temporal knows: a missing workflow, a failing activity, an ended run."""
+    try:
+        desc = await client.get_workflow_handle(workflow_id(order_id)).describe()
+    except RPCError as err:
+        if err.status == RPCStatusCode.NOT_FOUND:
+            return (
+                "no workflow: the order was stored but never started; resend the request "
+                "with the same Idempotency-Key"
+            )
+        raise
+    if desc.status != WorkflowExecutionStatus.RUNNING:
+        name = desc.status.name if desc.status else "unknown"
+        return f"workflow is {name.lower()} but the order is not finished"
+    for pending in desc.raw_description.pending_activities:
+        if pending.attempt > 1:
+            failure = pending.last_failure.message or "no message"
+            return f"{pending.activity_type.name} is failing (attempt {pending.attempt}): {failure}"
+    return None
+
+
+async def find_stuck(
+    sessions: SessionFactory,
+    client: Client,
+    settings: Settings,
+    older_than: timedelta,
+    status: str | None = None,
+    limit: int = 200,
+) -> list[StuckOrder]:
+    """Open orders whose status has not changed for `older_than`, oldest first."""
+    cutoff = datetime.now(UTC) - older_than
+    async with sessions() as s:
+        q = (
+            select(Order)
+            .where(
+                Order.status.not_in([st.value for st in FINAL_STATUSES]), Order.updated_at <= cutoff
+            )
+            .order_by(Order.updated_at)
+            .limit(limit)
+        )
+        if status is not None:
+            q = q.where(Order.status == status)
+        orders = list((await s.scalars(q)).all())
+    found = []
+    for order in orders:
+        why = await _why_in_temporal(client, order.id) or await _why_in_db(sessions, order)
+        found.append(
+            StuckOrder(
+                order.id, order.status, order.updated_at, why, temporal_ui_link(settings, order.id)
+            )
+        )
+    return found
