@@ -72,6 +72,10 @@ class Settings(BaseSettings):
     backorder_alert_seconds: float = 24 * 3600
     delivery_alert_seconds: float = 3 * 24 * 3600
 
+    # Worker metrics: our Prometheus registry, and the Temporal SDK's own (unset: off).
+    worker_metrics_port: int | None = None
+    worker_sdk_metrics_port: int | None = None
+
     # Worker tuning.
     max_concurrent_workflow_tasks: int = 200
     max_concurrent_activities: int = 200

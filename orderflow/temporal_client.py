@@ -9,14 +9,13 @@ from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from orderflow.config import Settings
 
 
-async def connect(address: str, namespace: str, metrics_port: int | None = None) -> Client:
-    """Connect with the pydantic data converter; optionally expose SDK metrics."""
+async def connect(address: str, namespace: str, metrics_bind: str | None = None) -> Client:
+    """Connect with the pydantic data converter; `metrics_bind` ("host:port") exposes the
+    Temporal SDK's own metrics for Prometheus."""
     runtime = None
-    if metrics_port is not None:
+    if metrics_bind is not None:
         runtime = Runtime(
-            telemetry=TelemetryConfig(
-                metrics=PrometheusConfig(bind_address=f"127.0.0.1:{metrics_port}")
-            )
+            telemetry=TelemetryConfig(metrics=PrometheusConfig(bind_address=metrics_bind))
         )
     return await Client.connect(
         address, namespace=namespace, data_converter=pydantic_data_converter, runtime=runtime

@@ -9,6 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from orderflow.config import Settings
 from orderflow.db.session import SessionFactory
+from orderflow.metrics import observe
 
 
 class DbActivities:
@@ -20,6 +21,10 @@ class DbActivities:
 
     @asynccontextmanager
     async def tx(self) -> AsyncIterator[AsyncSession]:
-        """One transaction: committed on success, rolled back on any error."""
-        async with self.sessions() as session, session.begin():
-            yield session
+        """One transaction: committed on success, rolled back on any error. Status changes
+        are counted and logged only once committed, so a retried step never counts twice."""
+        async with self.sessions() as session:
+            async with session.begin():
+                yield session
+            for moved in session.info.pop("moved", []):
+                observe(moved)

@@ -12,7 +12,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from orderflow import __version__
 from orderflow.api import errors
 from orderflow.api.auth import TokenCache
-from orderflow.api.deps import AppState
+from orderflow.api.deps import AppState, SessionDep
 from orderflow.api.routes import (
     alerts,
     approvals,
@@ -28,6 +28,7 @@ from orderflow.api.routes import (
 )
 from orderflow.config import Settings, get_settings
 from orderflow.db.session import SessionFactory, make_engine, make_session_factory
+from orderflow.metrics import refresh_gauges
 from orderflow.temporal_client import connect
 
 
@@ -80,7 +81,9 @@ def create_app(
         app.include_router(module.router)
 
     @app.get("/metrics", include_in_schema=False)
-    async def metrics() -> PlainTextResponse:
+    async def metrics(session: SessionDep) -> PlainTextResponse:
+        """Prometheus text; the gauges are read from PostgreSQL at scrape time."""
+        await refresh_gauges(session)
         return PlainTextResponse(generate_latest().decode(), media_type=CONTENT_TYPE_LATEST)
 
     return app

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
 
-from sqlalchemy import func, or_, select, text, update
+from sqlalchemy import func, or_, select, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -224,8 +225,19 @@ async def record_event(
     return result.first() is not None
 
 
-async def apply_status(session: AsyncSession, change: StatusChange) -> bool:
-    """Move an order to a status with its timeline event; a replayed step changes nothing."""
+@dataclass(frozen=True)
+class Moved:
+    """An order changed status: from what, after how long in it."""
+
+    order_id: str
+    previous: str
+    status: str
+    seconds: float
+
+
+async def apply_status(session: AsyncSession, change: StatusChange) -> Moved | None:
+    """Move an order to a status with its timeline event; a replayed step changes nothing
+    (and answers None)."""
     fresh = await record_event(
         session,
         change.order_id,
@@ -234,17 +246,22 @@ async def apply_status(session: AsyncSession, change: StatusChange) -> bool:
         detail=change.detail,
         actor=change.actor,
     )
-    if fresh:
+    if not fresh:
+        return None
+    row = (
         await session.execute(
-            update(Order)
-            .where(Order.id == change.order_id)
-            .values(
-                status=change.status.value,
-                awaiting_role=change.awaiting_role,
-                updated_at=func.now(),
-            )
+            text(
+                "UPDATE orders o SET status = :status, awaiting_role = :role, updated_at = now() "
+                "FROM (SELECT id, status, updated_at FROM orders WHERE id = :id FOR UPDATE) old "
+                "WHERE o.id = old.id "
+                "RETURNING old.status, extract(epoch FROM now() - old.updated_at)"
+            ),
+            {"status": change.status.value, "role": change.awaiting_role, "id": change.order_id},
         )
-    return fresh
+    ).one()
+    moved = Moved(change.order_id, row[0], change.status.value, max(float(row[1]), 0.0))
+    session.info.setdefault("moved", []).append(moved)
+    return moved
 
 
 async def next_order_id(session: AsyncSession) -> str:

@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import httpx
+from prometheus_client import start_http_server
 from temporalio.client import Client
 from temporalio.worker import Worker
 
@@ -93,7 +94,16 @@ async def order_worker(
 
 async def run(settings: Settings) -> None:
     """Run a worker until SIGINT/SIGTERM."""
-    client = await connect(settings.resolved_temporal_address, settings.temporal_namespace)
+    sdk_bind = (
+        f"{settings.host}:{settings.worker_sdk_metrics_port}"
+        if settings.worker_sdk_metrics_port
+        else None
+    )
+    client = await connect(
+        settings.resolved_temporal_address, settings.temporal_namespace, metrics_bind=sdk_bind
+    )
+    if settings.worker_metrics_port:
+        start_http_server(settings.worker_metrics_port, addr=settings.host)
     engine = make_engine(settings.resolved_database_url)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

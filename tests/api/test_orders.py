@@ -200,3 +200,25 @@ async def test_order_listing_filters_by_status_and_customer(stack: Stack):
         await stack.get("/orders", params={"customer_code": customer, "status": "backordered"})
     ).json()
     assert none["items"] == []
+
+
+async def test_metrics_count_intake_and_report_state(stack: Stack):
+    customer = await stack.customer()
+    sku = await stack.product()
+    order_id = (await stack.order(customer, [(sku, 1)])).json()["id"]
+    await stack.order(customer, [(sku, 0)])
+    await stack.wait_status(order_id, "completed")
+    text = (await stack.http.get("/metrics")).text
+    assert 'orderflow_orders_started_total{channel="api"}' in text
+    assert 'orderflow_orders_refused_total{channel="api"}' in text
+    assert "orderflow_intake_seconds_bucket" in text
+    assert 'orderflow_orders{status="completed"}' in text
+    # the worker runs in this process, so its counters are here too
+    assert 'orderflow_orders_finished_total{outcome="completed"}' in text
+    assert 'orderflow_step_seconds_count{status="packed"}' in text
+    history = (await stack.get(f"/orders/{order_id}/history")).json()
+    assert history["temporal_ui_url"].endswith(f"/workflows/order-{order_id}")
+    order = (await stack.get(f"/orders/{order_id}")).json()
+    timed = [e for e in order["timeline"] if e["kind"] == "status"]
+    assert all(e["seconds_in_status"] is not None for e in timed[:-1])
+    assert timed[-1]["status"] == "completed" and timed[-1]["seconds_in_status"] is None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, date, datetime
 from typing import Annotated, Any, Literal
 
@@ -14,10 +15,12 @@ from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
 from orderflow.api.deps import CurrentUser, SessionDep, StateDep, require
+from orderflow.api.errors import ProblemsError
 from orderflow.api.intake import OrderStartError, create_order
 from orderflow.db.models import Approval, Invoice, Order, OrderEvent, OrderLine, Shipment
 from orderflow.domain.payloads import CancelRequest, Decision, Model, Money, OrderIn, OrderState
 from orderflow.domain.status import FINAL_STATUSES, OrderStatus
+from orderflow.metrics import INTAKE_SECONDS, ORDERS_REFUSED, ORDERS_STARTED
 from orderflow.temporal_client import temporal_ui_link, workflow_id
 
 router = APIRouter(prefix="/orders", tags=["orders"])
@@ -130,6 +133,7 @@ async def post_order(
     idempotency_key: Annotated[IdemKey | None, Header(alias="Idempotency-Key")] = None,
 ) -> JSONResponse:
     """Validate, price, persist and start an order; answers without waiting for the pipeline."""
+    started = time.perf_counter()
     try:
         answer, created = await create_order(
             state.sessions,
@@ -139,8 +143,15 @@ async def post_order(
             idempotency_key=idempotency_key,
             actor=user.name,
         )
+    except ProblemsError:
+        ORDERS_REFUSED.labels(body.channel).inc()
+        raise
     except OrderStartError as err:
         raise HTTPException(503, f"{err}; retry with the same Idempotency-Key to start it") from err
+    finally:
+        INTAKE_SECONDS.observe(time.perf_counter() - started)
+    if created:
+        ORDERS_STARTED.labels(body.channel).inc()
     return JSONResponse(status_code=201 if created or idempotency_key else 200, content=answer)
 
 
