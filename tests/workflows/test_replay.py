@@ -1,0 +1,71 @@
+"""Determinism guard: recorded histories of representative orders replay against the
+current workflow code. A change that would break orders in flight fails here; guard it
+with `workflow.patched()` instead of editing these files.
+
+Re-record (only for a deliberate, patched change): ORDERFLOW_RECORD_HISTORIES=1 pytest
+tests/workflows/test_replay.py
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from temporalio.client import WorkflowHistory
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.worker import Replayer
+
+from orderflow.workflows.alert import AlertWorkflow
+from orderflow.workflows.order import OrderWorkflow
+from tests.utils import Stack
+
+HISTORIES = Path(__file__).parent.parent / "histories"
+SCENARIOS = ("happy_path", "approval", "backorder", "cancellation")
+RECORD = os.environ.get("ORDERFLOW_RECORD_HISTORIES") == "1"
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS)
+async def test_recorded_history_replays(scenario: str):
+    path = HISTORIES / f"{scenario}.json"
+    assert path.exists(), f"missing {path}: record with ORDERFLOW_RECORD_HISTORIES=1"
+    history = WorkflowHistory.from_json(f"order-{scenario}", path.read_text())
+    replayer = Replayer(
+        workflows=[OrderWorkflow, AlertWorkflow], data_converter=pydantic_data_converter
+    )
+    result = await replayer.replay_workflow(history, raise_on_replay_failure=True)
+    assert result.replay_failure is None
+
+
+@pytest.mark.skipif(not RECORD, reason="records histories only when asked")
+async def test_record_histories(stack: Stack):
+    async def save(name: str, order_id: str) -> None:
+        history = await stack.client.get_workflow_handle(f"order-{order_id}").fetch_history()
+        (HISTORIES / f"{name}.json").write_text(history.to_json())
+
+    customer = await stack.customer()
+    sku = await stack.product(stock=10)
+    happy = (await stack.order(customer, [(sku, 2)])).json()["id"]
+    await stack.wait_status(happy, "completed")
+    await save("happy_path", happy)
+
+    tight = await stack.customer(limit="1.00")
+    approval = (await stack.order(tight, [(sku, 1)])).json()["id"]
+    await stack.wait_status(approval, "awaiting_approval")
+    await stack.post(
+        f"/orders/{approval}/decision", {"decision": "approve"}, role="credit_controller"
+    )
+    await stack.wait_status(approval, "completed")
+    await save("approval", approval)
+
+    short = (await stack.order(customer, [(sku, 12)])).json()["id"]
+    await stack.wait_status(short, "backordered")
+    await stack.put(f"/inventory/{sku}", {"on_hand": 40})
+    await stack.wait_status(short, "completed")
+    await save("backorder", short)
+
+    cancelled = (await stack.order(tight, [(sku, 1)])).json()["id"]
+    await stack.wait_status(cancelled, "awaiting_approval")
+    await stack.post(f"/orders/{cancelled}/cancel", {"reason": "replay sample"}, role="sales")
+    await stack.wait_status(cancelled, "cancelled")
+    await save("cancellation", cancelled)
