@@ -277,6 +277,71 @@ def stuck(
 
 
 @app.command()
+def bench(
+    api_url: Annotated[str | None, typer.Option("--api", help="API base URL")] = None,
+    token: Annotated[
+        str | None, typer.Option(help="admin token (ORDERFLOW_BOOTSTRAP_TOKEN)")
+    ] = None,
+    orders: Annotated[int, typer.Option(help="orders to offer")] = 2000,
+    concurrency: Annotated[int, typer.Option(help="requests in flight at most")] = 32,
+    rate: Annotated[
+        float | None,
+        typer.Option(help="orders per second (default: as fast as the concurrency allows)"),
+    ] = None,
+    mix: Annotated[str, typer.Option(help="realistic or touchless")] = "realistic",
+    baseline: Annotated[bool, typer.Option(help="also run bare Temporal skeletons")] = False,
+    backlog: Annotated[int, typer.Option(help="instead: N orders waiting for approval")] = 0,
+    out: Annotated[Path | None, typer.Option(help="write the report as JSON here")] = None,
+    plot_file: Annotated[
+        Path | None, typer.Option("--plot", help="PNG of throughput and latency over time")
+    ] = None,
+) -> None:
+    """Measure a running stack through its API (and Temporal itself with --baseline)."""
+    from orderflow import bench as b
+    from orderflow.temporal_client import connect
+
+    settings = get_settings()
+    api = (api_url or f"http://{settings.host}:{settings.api_port}").rstrip("/")
+    admin = token or settings.bootstrap_token
+    if not admin:
+        console.print("[red]give an admin token with --token or ORDERFLOW_BOOTSTRAP_TOKEN[/red]")
+        raise typer.Exit(2)
+    if mix not in b.MIXES:
+        raise typer.BadParameter(f"--mix must be one of {', '.join(b.MIXES)}")
+
+    async def go() -> dict:
+        if backlog:
+            return await b.bench_backlog(api, admin, backlog, concurrency, console)
+        report = await b.bench_pipeline(api, admin, orders, concurrency, rate, mix, console)
+        db = await b.count_in_db(settings.resolved_database_url, report["channel"])
+        report["database"] = db
+        for problem in b.check_counts(report, db):
+            report["errors"][problem] = report["errors"].get(problem, 0) + 1
+        if baseline:
+            client = await connect(settings.resolved_temporal_address, settings.temporal_namespace)
+            report["baseline"] = []
+            for kind in ("activity", "local"):
+                console.print(f"baseline: {kind} skeleton …")
+                res = await b.run_skeleton(client, kind, orders, concurrency)
+                if res["per_second"] and report["completed_per_second"]:
+                    res["ratio"] = round(report["completed_per_second"] / res["per_second"], 2)
+                report["baseline"].append(res)
+        return report
+
+    report = asyncio.run(go())
+    if out:
+        out.write_text(b.to_json(report))
+    if plot_file and not backlog:
+        b.plot(report, plot_file)
+    if backlog:
+        console.print(b.to_json(report))
+    else:
+        console.print(b.summarize(report))
+    if report["errors"]:
+        raise typer.Exit(1)
+
+
+@app.command()
 def receiver(port: Annotated[int, typer.Option(help="port to listen on")] = 9999) -> None:
     """A local webhook receiver that prints each alert or notice it gets (for demos)."""
     import json

@@ -76,7 +76,8 @@ class Settings(BaseSettings):
     worker_metrics_port: int | None = None
     worker_sdk_metrics_port: int | None = None
 
-    # Worker tuning.
+    # Worker tuning. The workflow sandbox guards determinism at a CPU cost; the tests keep it.
+    workflow_sandbox: bool = True
     max_concurrent_workflow_tasks: int = 200
     max_concurrent_activities: int = 200
     max_cached_workflows: int = 10000

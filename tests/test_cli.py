@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -175,3 +176,42 @@ def test_users_create_prints_a_working_token_last(pg: EmbeddedPostgres):
         timeout=60,
     )
     assert bad.returncode == 2 and "unknown role" in bad.stderr
+
+
+@pytest.mark.timeout(400)
+def test_bench_smoke_run_completes_without_errors(tmp_path: Path):
+    """CI's short benchmark: 50 orders of the realistic mix through a real `up` stack."""
+    ports = {"api": free_port(), "pg": free_port(), "temporal": free_port(), "ui": free_port()}
+    env = _env(tmp_path / "home", ports)
+    log = tmp_path / "up.log"
+    api = f"http://127.0.0.1:{ports['api']}"
+    proc = _start(env, log)
+    try:
+        _wait_up(api, proc, log)
+        out = tmp_path / "bench.json"
+        result = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "orderflow.cli",
+                "bench",
+                "--orders",
+                "50",
+                "--out",
+                str(out),
+                "--plot",
+                str(tmp_path / "bench.png"),
+            ],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert result.returncode == 0, result.stdout + result.stderr
+        report = json.loads(out.read_text())
+        assert report["errors"] == {}
+        assert report["database"]["orders"] == 50 - report["mix"].get("invalid", 0)
+        assert report["completed"] == report["database"]["invoices"]
+        assert (tmp_path / "bench.png").stat().st_size > 1000
+    finally:
+        _stop(proc)

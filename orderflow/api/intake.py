@@ -16,7 +16,6 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio.client import Client
 from temporalio.common import (
-    SearchAttributeKey,
     SearchAttributePair,
     TypedSearchAttributes,
     WorkflowIDConflictPolicy,
@@ -38,14 +37,10 @@ from orderflow.db.models import (
 from orderflow.db.session import SessionFactory
 from orderflow.domain.payloads import OrderIn, OrderWorkflowInput, Problem, RoutingRule, SlaPolicy
 from orderflow.domain.pricing import PricedOrder, PriceRules, price_order
+from orderflow.domain.search_attributes import CHANNEL, CUSTOMER, STATUS, TOTAL
 from orderflow.domain.status import OrderStatus
 from orderflow.domain.validation import validate_order
 from orderflow.temporal_client import workflow_id
-
-STATUS = SearchAttributeKey.for_keyword("OrderStatus")
-CUSTOMER = SearchAttributeKey.for_keyword("CustomerCode")
-CHANNEL = SearchAttributeKey.for_keyword("Channel")
-TOTAL = SearchAttributeKey.for_float("OrderTotal")
 
 
 class OrderStartError(RuntimeError):
@@ -210,18 +205,21 @@ class Quote:
     customer: Customer | None
     priced: PricedOrder | None
     rules_version: str
+    snapshot: repo.RuleSnapshot
+
+
+# One per process: it re-reads the rule versions for every order, so it is never stale.
+RULES = repo.RuleCache()
 
 
 async def quote(session: AsyncSession, body: OrderIn, today: date) -> Quote:
     """Validate and price a draft order; the same for POST /orders and the price preview."""
+    snapshot = await RULES.get(session)
     customer_row = await session.get(Customer, body.customer_code)
     skus = [line.sku for line in body.lines]
     products = await repo.load_products(session, skus)
-    rules, special = (
-        await repo.load_price_rules(session, customer_row, skus, today)
-        if customer_row is not None
-        else (PriceRules(), {})
-    )
+    rules = snapshot.price_rules(customer_row.tier, skus) if customer_row else PriceRules()
+    special = snapshot.special_prices(customer_row.code, skus) if customer_row else {}
     customer = repo.customer_facts(customer_row, special)
     problems = validate_order(body, customer, products, today)
     stock = await repo.load_stock(session, skus)
@@ -249,7 +247,7 @@ async def quote(session: AsyncSession, body: OrderIn, today: date) -> Quote:
             rules,
             today,
         )
-    return Quote(problems, availability, customer_row, priced, rules.version)
+    return Quote(problems, availability, customer_row, priced, rules.version, snapshot)
 
 
 async def _persist(
@@ -275,7 +273,7 @@ async def _persist(
         raise ProblemsError(q.problems, extra=q.availability)
     customer_row, priced, availability = q.customer, q.priced, q.availability
     assert customer_row is not None and priced is not None
-    routing = await repo.load_routing(session)
+    routing = (q.snapshot.routing, q.snapshot.versions.get("routing", 0))
     ship_to = (
         body.ship_to.model_dump()
         if body.ship_to

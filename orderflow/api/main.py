@@ -25,6 +25,7 @@ from orderflow.api.routes import (
     products,
     routing,
     shipments,
+    users,
 )
 from orderflow.config import Settings, get_settings
 from orderflow.db.session import SessionFactory, make_engine, make_session_factory
@@ -77,6 +78,7 @@ def create_app(
         pricing,
         routing,
         kpis,
+        users,
     ):
         app.include_router(module.router)
 

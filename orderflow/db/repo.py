@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
 
-from sqlalchemy import func, or_, select, text
+from sqlalchemy import func, select, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -72,48 +72,80 @@ async def bump_version(session: AsyncSession, kind: str, actor: str) -> int:
     return int(result.scalar_one())
 
 
-async def load_price_rules(
-    session: AsyncSession, customer: Customer, skus: Iterable[str], on: date
-) -> tuple[PriceRules, dict[str, Decimal]]:
-    """The pricing data relevant to one order: tier prices, breaks, live promotions, and
-    the customer's own prices."""
-    wanted = set(skus)
+@dataclass(frozen=True)
+class RuleSnapshot:
+    """Pricing and routing data as of one pair of versions; cheap to share between requests."""
+
+    versions: dict[str, int]
+    tier_prices: dict[tuple[str, str], Decimal]
+    breaks: dict[str, tuple[QuantityBreak, ...]]
+    promotions: tuple[Promotion, ...]
+    customer_prices: dict[tuple[str, str], Decimal]
+    routing: list[RoutingRule]
+
+    def price_rules(self, tier: str, skus: Iterable[str]) -> PriceRules:
+        """The rules that can touch an order of `skus` for a customer of `tier`."""
+        wanted = set(skus)
+        return PriceRules(
+            version=f"pricing:{self.versions.get('pricing', 0)}",
+            tier_prices={
+                k: v for k, v in self.tier_prices.items() if k[0] == tier and k[1] in wanted
+            },
+            breaks=tuple(b for sku in wanted for b in self.breaks.get(sku, ())),
+            promotions=tuple(p for p in self.promotions if p.sku is None or p.sku in wanted),
+        )
+
+    def special_prices(self, customer: str, skus: Iterable[str]) -> dict[str, Decimal]:
+        return {
+            sku: self.customer_prices[(customer, sku)]
+            for sku in set(skus)
+            if (customer, sku) in self.customer_prices
+        }
+
+
+class RuleCache:
+    """Intake reads the rule versions (one small query) on every order and reloads the
+    tables only when a version moved, so an edit applies to the very next order."""
+
+    def __init__(self) -> None:
+        self._snapshot: RuleSnapshot | None = None
+
+    async def get(self, session: AsyncSession) -> RuleSnapshot:
+        versions = {
+            k: int(v)
+            for k, v in (await session.execute(select(RuleVersion.kind, RuleVersion.version))).all()
+        }
+        snap = self._snapshot
+        if snap is None or snap.versions != versions:
+            snap = await _load_snapshot(session, versions)
+            self._snapshot = snap
+        return snap
+
+
+async def _load_snapshot(session: AsyncSession, versions: dict[str, int]) -> RuleSnapshot:
     tier_prices = (
-        await session.execute(
-            select(TierPrice.sku, TierPrice.unit_price).where(
-                TierPrice.tier == customer.tier, TierPrice.sku.in_(wanted)
-            )
-        )
+        await session.execute(select(TierPrice.tier, TierPrice.sku, TierPrice.unit_price))
     ).all()
-    breaks = (
-        await session.scalars(select(QuantityBreakRow).where(QuantityBreakRow.sku.in_(wanted)))
-    ).all()
-    promos = (
-        await session.scalars(
-            select(PromotionRow).where(
-                PromotionRow.active,
-                PromotionRow.starts <= on,
-                PromotionRow.ends >= on,
-                or_(PromotionRow.sku.is_(None), PromotionRow.sku.in_(wanted)),
-            )
-        )
-    ).all()
+    breaks: dict[str, list[QuantityBreak]] = {}
+    for b in (await session.scalars(select(QuantityBreakRow))).all():
+        breaks.setdefault(b.sku, []).append(QuantityBreak(b.sku, b.min_qty, b.percent_off))
+    promos = (await session.scalars(select(PromotionRow).where(PromotionRow.active))).all()
     special = (
         await session.execute(
-            select(CustomerPrice.sku, CustomerPrice.unit_price).where(
-                CustomerPrice.customer_code == customer.code, CustomerPrice.sku.in_(wanted)
-            )
+            select(CustomerPrice.customer_code, CustomerPrice.sku, CustomerPrice.unit_price)
         )
     ).all()
-    rules = PriceRules(
-        version=f"pricing:{await rule_version(session, 'pricing')}",
-        tier_prices={(customer.tier, sku): price for sku, price in tier_prices},
-        breaks=tuple(QuantityBreak(b.sku, b.min_qty, b.percent_off) for b in breaks),
+    routing, _ = await load_routing(session)
+    return RuleSnapshot(
+        versions=versions,
+        tier_prices={(t, sku): price for t, sku, price in tier_prices},
+        breaks={sku: tuple(rows) for sku, rows in breaks.items()},
         promotions=tuple(
             Promotion(p.code, p.kind, p.value, p.starts, p.ends, p.sku) for p in promos
         ),
+        customer_prices={(c, sku): price for c, sku, price in special},
+        routing=routing,
     )
-    return rules, {sku: price for sku, price in special}
 
 
 async def load_routing(session: AsyncSession) -> tuple[list[RoutingRule], int]:
@@ -153,21 +185,19 @@ async def load_products(session: AsyncSession, skus: Iterable[str]) -> dict[str,
 
 async def load_stock(session: AsyncSession, skus: Iterable[str]) -> dict[str, StockFacts]:
     """Available now, and the expected date of the next open replenishment, per SKU."""
-    wanted = set(skus)
-    rows = (await session.scalars(select(Stock).where(Stock.sku.in_(wanted)))).all()
-    nxt = dict(
-        (
-            await session.execute(
-                select(Replenishment.sku, func.min(Replenishment.expected_date))
-                .where(Replenishment.sku.in_(wanted), Replenishment.status == "open")
-                .group_by(Replenishment.sku)
-            )
-        ).all()
+    next_receipt = (
+        select(func.min(Replenishment.expected_date))
+        .where(Replenishment.sku == Stock.sku, Replenishment.status == "open")
+        .scalar_subquery()
     )
-    return {
-        s.sku: StockFacts(available=s.on_hand - s.reserved, next_receipt=nxt.get(s.sku))
-        for s in rows
-    }
+    rows = (
+        await session.execute(
+            select(Stock.sku, Stock.on_hand - Stock.reserved, next_receipt).where(
+                Stock.sku.in_(set(skus))
+            )
+        )
+    ).all()
+    return {sku: StockFacts(available=avail, next_receipt=nxt) for sku, avail, nxt in rows}
 
 
 async def load_credit(

@@ -11,7 +11,8 @@ from contextlib import asynccontextmanager
 import httpx
 from prometheus_client import start_http_server
 from temporalio.client import Client
-from temporalio.worker import Worker
+from temporalio.worker import UnsandboxedWorkflowRunner, Worker
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 
 from orderflow.activities.approvals import ApprovalActivities
 from orderflow.activities.billing import BillingActivities
@@ -79,6 +80,11 @@ async def order_worker(
             client,
             task_queue=queue,
             workflows=[OrderWorkflow, AlertWorkflow],
+            # The sandbox re-imports the workflow modules for every new order (about a
+            # quarter of the worker's CPU); trusted code with replay tests may run without.
+            workflow_runner=SandboxedWorkflowRunner()
+            if settings.workflow_sandbox
+            else UnsandboxedWorkflowRunner(),
             interceptors=[FailureAlerts(client, queue, settings.alert_after_attempts)],
             activities=activities_for(
                 sessions, settings, carrier or default_carrier(settings), http

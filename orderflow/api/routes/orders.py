@@ -109,6 +109,8 @@ class OrderSummary(Model):
     total: Money
     awaiting_role: str | None
     created_at: datetime
+    # When the order last changed status (for a finished order: when it ended).
+    updated_at: datetime
 
 
 class OrderPage(Model):
@@ -239,11 +241,17 @@ async def list_orders(
     status: OrderStatus | None = None,
     customer_code: str | None = None,
     channel: str | None = None,
+    updated_since: Annotated[
+        datetime | None, Query(description="only orders whose status changed at or after")
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
 ) -> OrderPage:
-    """Newest first, filtered; page with `cursor`."""
+    """Newest first, filtered; page with `cursor`. Integrations poll for changes with
+    `updated_since`."""
     q = select(Order).order_by(Order.id.desc()).limit(limit + 1)
+    if updated_since is not None:
+        q = q.where(Order.updated_at >= updated_since)
     if status is not None:
         q = q.where(Order.status == status.value)
     if customer_code is not None:

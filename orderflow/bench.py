@@ -1,0 +1,663 @@
+"""`orderflow bench`: drive a running stack through its public API, as channels, approvers
+and the carrier would, and compare with bare Temporal skeletons on the same server.
+
+Measured: completed orders per second (sustained, between the 10th and 90th percentile of
+completions), intake latency (client side, POST /orders), end-to-end time of touchless
+orders, errors by kind, peak RSS of the worker and API processes, and with --baseline the
+same throughput for a skeleton workflow of no-op activities and one of no-op local
+activities, one per pipeline step, started the same way in the same run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import time
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psutil
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from temporalio import activity, workflow
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+PIPELINE_STEPS = 9  # validate+route, reserve, pick, pack, book, ship, invoice, deliver, complete
+MIXES = {
+    "realistic": {"touchless": 0.80, "approval": 0.10, "invalid": 0.05, "short": 0.05},
+    "touchless": {"touchless": 1.0},
+}
+
+
+# ---- bare Temporal skeletons for the baseline -------------------------------------------
+
+
+@activity.defn(name="bench.noop")
+async def noop(step: int) -> int:
+    return step
+
+
+@workflow.defn(name="BenchActivitySkeleton", sandboxed=False)
+class ActivitySkeleton:
+    @workflow.run
+    async def run(self, steps: int) -> int:
+        for i in range(steps):
+            await workflow.execute_activity(noop, i, start_to_close_timeout=timedelta(seconds=30))
+        return steps
+
+
+@workflow.defn(name="BenchLocalSkeleton", sandboxed=False)
+class LocalSkeleton:
+    @workflow.run
+    async def run(self, steps: int) -> int:
+        for i in range(steps):
+            await workflow.execute_local_activity(
+                noop, i, start_to_close_timeout=timedelta(seconds=30)
+            )
+        return steps
+
+
+def percentile(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    k = (len(ordered) - 1) * q
+    lo, hi = int(k), min(int(k) + 1, len(ordered) - 1)
+    return ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo)
+
+
+def sustained_rate(times: list[float]) -> float | None:
+    """Completions per second between the 10th and 90th percentile completion (warm-up and
+    tail excluded)."""
+    if len(times) < 5:
+        return None
+    ordered = sorted(times)
+    lo, hi = ordered[len(ordered) // 10], ordered[(len(ordered) * 9) // 10]
+    n = (len(ordered) * 9) // 10 - len(ordered) // 10
+    return n / (hi - lo) if hi > lo else None
+
+
+async def run_skeleton(client: Client, kind: str, n: int, concurrency: int) -> dict[str, Any]:
+    """Start n skeleton workflows as the pipeline's orders are started (bounded concurrency
+    on the start call, not on completion) on a fresh queue, and measure completions/s."""
+    queue = f"bench-{kind}-{uuid.uuid4().hex[:8]}"
+    wf = ActivitySkeleton if kind == "activity" else LocalSkeleton
+    done: list[float] = []
+    sem = asyncio.Semaphore(concurrency)
+    async with Worker(
+        client,
+        task_queue=queue,
+        workflows=[wf],
+        activities=[noop],
+        max_concurrent_workflow_tasks=200,
+        max_concurrent_activities=200,
+    ):
+
+        async def one(i: int) -> None:
+            async with sem:
+                handle = await client.start_workflow(
+                    wf.run, PIPELINE_STEPS, id=f"{queue}-{i}", task_queue=queue
+                )
+            await handle.result()
+            done.append(time.time())
+
+        start = time.time()
+        await asyncio.gather(*(one(i) for i in range(n)))
+    return {
+        "kind": kind,
+        "workflows": n,
+        "per_second": sustained_rate(done),
+        "elapsed_s": round(max(done) - start, 2) if done else None,
+    }
+
+
+# ---- the pipeline driven through the API --------------------------------------------
+
+
+@dataclass
+class Plan:
+    kind: str
+    key: str
+    posted_at: float | None = None  # wall clock, like the server's timestamps
+    order_id: str | None = None
+    status: str | None = None
+    done_at: float | None = None
+
+
+@dataclass
+class Run:
+    api: str
+    tokens: dict[str, str]
+    channel: str
+    start: float = field(default_factory=time.monotonic)
+    intake_ms: list[float] = field(default_factory=list)
+    intake_at: list[float] = field(default_factory=list)
+    errors: Counter[str] = field(default_factory=Counter)
+    rss: dict[str, float] = field(default_factory=dict)
+
+    def h(self, role: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.tokens[role]}"}
+
+
+async def _setup(http: httpx.AsyncClient, api: str, admin: str, run_id: str) -> dict[str, Any]:
+    """Bench customers, products and users, created through the API."""
+    h = {"Authorization": f"Bearer {admin}"}
+
+    async def post(path: str, body: Any) -> Any:
+        r = await http.post(f"{api}{path}", json=body, headers=h)
+        r.raise_for_status()
+        return r.json()
+
+    address = {
+        "line1": "1 Bench Road",
+        "city": "Shanghai",
+        "postal_code": "200000",
+        "country": "CN",
+    }
+    big = f"BENCH-{run_id}-BIG"
+    tight = f"BENCH-{run_id}-TIGHT"
+    await post(
+        "/customers",
+        {
+            "code": big,
+            "name": "Bench big",
+            "tier": "gold",
+            "credit_limit": "999999999999.00",
+            "address": address,
+        },
+    )
+    await post(
+        "/customers",
+        {
+            "code": tight,
+            "name": "Bench tight",
+            "tier": "standard",
+            "credit_limit": "1.00",
+            "address": address,
+        },
+    )
+    skus = [f"B{run_id}-{i}" for i in range(5)]
+    scarce = f"B{run_id}-SCARCE"
+    for sku in [*skus, scarce]:
+        await post(
+            "/products",
+            {
+                "sku": sku,
+                "name": sku,
+                "unit_price": "10.00",
+                "floor_price": "5.00",
+                "bin_location": f"Z-{sku[-1]}",
+            },
+        )
+    for sku in skus:
+        r = await http.put(f"{api}/inventory/{sku}", json={"on_hand": 10_000_000}, headers=h)
+        r.raise_for_status()
+    tokens = {"admin": admin}
+    for role in ("channel", "credit_controller", "ops"):
+        token = await _user(http, api, admin, f"bench-{role}-{run_id}", role)
+        tokens[role] = token
+    return {"big": big, "tight": tight, "skus": skus, "scarce": scarce, "tokens": tokens}
+
+
+async def _user(http: httpx.AsyncClient, api: str, admin: str, name: str, role: str) -> str:
+    r = await http.post(
+        f"{api}/users",
+        json={"name": name, "role": role},
+        headers={"Authorization": f"Bearer {admin}"},
+    )
+    r.raise_for_status()
+    return str(r.json()["token"])
+
+
+def _body(plan: Plan, setup: dict[str, Any], channel: str, rng: random.Random) -> dict:
+    sku = rng.choice(setup["skus"])
+    if plan.kind == "touchless":
+        return {
+            "customer_code": setup["big"],
+            "channel": channel,
+            "external_ref": plan.key,
+            "lines": [{"sku": sku, "quantity": rng.randint(1, 5)}],
+        }
+    if plan.kind == "approval":
+        return {
+            "customer_code": setup["tight"],
+            "channel": channel,
+            "external_ref": plan.key,
+            "lines": [{"sku": sku, "quantity": 1}],
+        }
+    if plan.kind == "short":
+        return {
+            "customer_code": setup["big"],
+            "channel": channel,
+            "external_ref": plan.key,
+            "lines": [{"sku": setup["scarce"], "quantity": 1}],
+        }
+    return {
+        "customer_code": setup["big"],
+        "channel": channel,
+        "external_ref": plan.key,
+        "lines": [{"sku": sku, "quantity": 0}],
+    }  # invalid at entry
+
+
+async def _post_order(http: httpx.AsyncClient, run: Run, plan: Plan, body: dict) -> None:
+    t0 = time.monotonic()
+    try:
+        r = await http.post(
+            f"{run.api}/orders",
+            json=body,
+            headers={**run.h("channel"), "Idempotency-Key": plan.key},
+        )
+    except httpx.HTTPError as err:
+        run.errors[f"intake:{type(err).__name__}"] += 1
+        return
+    run.intake_ms.append((time.monotonic() - t0) * 1000)
+    run.intake_at.append(t0 - run.start)
+    if plan.kind == "invalid":
+        if r.status_code != 422:
+            run.errors[f"invalid accepted:{r.status_code}"] += 1
+        plan.status = "refused"
+        plan.done_at = time.time()
+        return
+    if r.status_code != 201:
+        run.errors[f"intake:{r.status_code}"] += 1
+        return
+    plan.order_id = r.json()["id"]
+    plan.posted_at = time.time() - (time.monotonic() - t0)
+
+
+async def _drive(
+    http: httpx.AsyncClient, run: Run, plans: dict[str, Plan], setup: dict, finished: asyncio.Event
+) -> None:
+    """Act as approvers, the warehouse and the carrier until every order has ended: poll the
+    orders that changed since the last look, as an integration would."""
+    approved: set[str] = set()
+    delivered: set[str] = set()
+    replenished = False
+    final = {"completed", "rejected", "cancelled", "failed"}
+    by_id: dict[str, Plan] = {}
+    since: str | None = None
+    while not finished.is_set():
+        by_id.update({p.order_id: p for p in plans.values() if p.order_id})
+        polled_at = datetime.now().astimezone()
+        cursor = None
+        while True:
+            params: dict[str, Any] = {"channel": run.channel, "limit": 500}
+            if since:
+                params["updated_since"] = since
+            if cursor:
+                params["cursor"] = cursor
+            page = (
+                await http.get(f"{run.api}/orders", params=params, headers=run.h("admin"))
+            ).json()
+            # Approvers and the carrier act on many orders at once, as they would.
+            await asyncio.gather(
+                *(
+                    _act(http, run, item, by_id, approved, delivered, final)
+                    for item in page["items"]
+                )
+            )
+            cursor = page["next_cursor"]
+            if not cursor:
+                break
+        # a second of overlap: a change committed while we looked is seen next time
+        since = (polled_at - timedelta(seconds=1)).isoformat()
+        if not replenished and any(
+            p.kind == "short" and p.status == "backordered" for p in plans.values()
+        ):
+            await asyncio.sleep(0.5)  # replenish a little later, as a warehouse would
+            shorts = sum(p.kind == "short" for p in plans.values())
+            await http.put(
+                f"{run.api}/inventory/{setup['scarce']}",
+                json={"on_hand": shorts},
+                headers=run.h("ops"),
+            )
+            replenished = True
+        await asyncio.sleep(0.25)
+
+
+async def _act(
+    http: httpx.AsyncClient,
+    run: Run,
+    item: dict,
+    by_id: dict[str, Plan],
+    approved: set[str],
+    delivered: set[str],
+    final: set[str],
+) -> None:
+    plan = by_id.get(item["id"])
+    if plan is None:
+        return
+    plan.status = item["status"]
+    if item["status"] in final and plan.done_at is None:
+        plan.done_at = datetime.fromisoformat(item["updated_at"]).timestamp()
+    elif item["status"] == "awaiting_approval" and item["id"] not in approved:
+        approved.add(item["id"])
+        r = await http.post(
+            f"{run.api}/orders/{item['id']}/decision",
+            json={"decision": "approve", "comment": "bench"},
+            headers=run.h("credit_controller"),
+        )
+        if r.status_code != 200:
+            run.errors[f"decision:{r.status_code}"] += 1
+    elif item["status"] == "invoiced" and item["id"] not in delivered:
+        delivered.add(item["id"])
+        order = (await http.get(f"{run.api}/orders/{item['id']}", headers=run.h("admin"))).json()
+        for shipment in order["shipments"]:
+            r = await http.post(
+                f"{run.api}/shipments/{shipment['tracking_number']}/events",
+                json={"status": "delivered"},
+                headers=run.h("channel"),
+            )
+            if r.status_code != 200:
+                run.errors[f"carrier:{r.status_code}"] += 1
+
+
+def _rss_sampler(run: Run, stop: asyncio.Event) -> asyncio.Task[None]:
+    """Peak RSS of the worker and API processes (found by their command lines)."""
+
+    def find() -> dict[str, psutil.Process]:
+        procs = {}
+        for p in psutil.process_iter(["cmdline"]):
+            cmd = " ".join(p.info["cmdline"] or [])
+            for role in ("worker", "api"):
+                if f"orderflow.cli {role}" in cmd or cmd.endswith(f"orderflow {role}"):
+                    procs[role] = p
+        return procs
+
+    async def sample() -> None:
+        procs = find()
+        while not stop.is_set():
+            for role, p in procs.items():
+                try:
+                    mb = p.memory_info().rss / 2**20
+                except psutil.Error:
+                    continue
+                run.rss[role] = max(run.rss.get(role, 0.0), mb)
+            await asyncio.sleep(0.5)
+
+    return asyncio.create_task(sample())
+
+
+async def bench_pipeline(
+    api: str,
+    admin_token: str,
+    orders: int,
+    concurrency: int,
+    rate: float | None,
+    mix: str,
+    console: Console,
+    seed: int = 7,
+) -> dict[str, Any]:
+    run_id = uuid.uuid4().hex[:6].upper()
+    rng = random.Random(seed)
+    limits = httpx.Limits(max_connections=concurrency + 20)
+    async with httpx.AsyncClient(timeout=60, limits=limits) as http:
+        setup = await _setup(http, api, admin_token, run_id)
+        run = Run(api=api, tokens=setup["tokens"], channel=f"bench-{run_id}")
+        weights = MIXES[mix]
+        kinds = rng.choices(list(weights), weights=list(weights.values()), k=orders)
+        plans = {f"{run_id}-{i}": Plan(kind, f"{run_id}-{i}") for i, kind in enumerate(kinds)}
+        finished = asyncio.Event()
+        stop_rss = asyncio.Event()
+        sampler = _rss_sampler(run, stop_rss)
+        driver = asyncio.create_task(_drive(http, run, plans, setup, finished))
+        sem = asyncio.Semaphore(concurrency)
+        run.start = time.monotonic()
+
+        async def offer(i: int, plan: Plan) -> None:
+            if rate:
+                await asyncio.sleep(max(0.0, run.start + i / rate - time.monotonic()))
+            async with sem:
+                await _post_order(http, run, plan, _body(plan, setup, run.channel, rng))
+
+        with Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            TextColumn("{task.completed}/{task.total}"),
+            TimeElapsedColumn(),
+            console=console,
+        ) as bar:
+            posted = bar.add_task("orders offered", total=orders)
+            ended = bar.add_task("orders ended", total=orders)
+            tasks = [asyncio.create_task(offer(i, p)) for i, p in enumerate(plans.values())]
+            for t in tasks:
+                t.add_done_callback(lambda _: bar.advance(posted))
+            deadline = time.monotonic() + 600 + orders * 0.5
+            while time.monotonic() < deadline:
+                bar.update(ended, completed=sum(p.done_at is not None for p in plans.values()))
+                offered = all(t.done() for t in tasks)
+                if offered and all(
+                    p.done_at is not None or p.order_id is None for p in plans.values()
+                ):
+                    break
+                await asyncio.sleep(0.25)
+        finished.set()
+        stop_rss.set()
+        await asyncio.gather(driver, sampler, return_exceptions=True)
+        return _report(run, plans, run.channel)
+
+
+def _report(run: Run, plans: dict[str, Plan], channel: str) -> dict[str, Any]:
+    unfinished = [p for p in plans.values() if p.done_at is None]
+    for p in unfinished:
+        run.errors["not finished" if p.order_id else "never accepted"] += 1
+    for p in plans.values():
+        if p.kind in ("touchless", "approval", "short") and p.status not in (None, "completed"):
+            run.errors[f"ended {p.status}"] += 1
+    completed = [p for p in plans.values() if p.status == "completed" and p.done_at]
+    touchless = [
+        p.done_at - p.posted_at
+        for p in completed
+        if p.kind == "touchless" and p.done_at and p.posted_at
+    ]
+    done_times = [p.done_at for p in completed if p.done_at is not None]
+    return {
+        "channel": channel,
+        "orders": len(plans),
+        "mix": dict(Counter(p.kind for p in plans.values())),
+        "completed": len(completed),
+        "completed_per_second": sustained_rate(done_times),
+        "intake_ms": {
+            q: percentile(run.intake_ms, v) for q, v in (("p50", 0.5), ("p95", 0.95), ("p99", 0.99))
+        },
+        "end_to_end_touchless_s": {
+            q: percentile(touchless, v) for q, v in (("p50", 0.5), ("p95", 0.95), ("p99", 0.99))
+        },
+        "errors": dict(run.errors),
+        "peak_rss_mb": {k: round(v, 1) for k, v in run.rss.items()},
+        "timeline": {
+            "intake_at": run.intake_at,
+            "intake_ms": run.intake_ms,
+            "completed_at": sorted(done_times),
+        },
+    }
+
+
+def plot(report: dict[str, Any], path: Path) -> None:
+    """Throughput (completions per second) and intake latency over time, as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    tl = report["timeline"]
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(9, 6), sharex=False)
+    done = tl["completed_at"]
+    if done:
+        t0 = min(done)
+        secs = [d - t0 for d in done]
+        buckets = Counter(int(s) for s in secs)
+        xs = list(range(int(max(secs)) + 1))
+        top.plot(xs, [buckets.get(x, 0) for x in xs])
+    top.set_title("orders completed per second")
+    top.set_xlabel("seconds since the first completion")
+    bottom.scatter(tl["intake_at"], tl["intake_ms"], s=3)
+    bottom.set_title("intake latency (POST /orders)")
+    bottom.set_xlabel("seconds since start")
+    bottom.set_ylabel("ms")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def summarize(report: dict[str, Any]) -> str:
+    lines = [
+        f"orders {report['orders']} {report['mix']}: completed {report['completed']}",
+        f"completed/s (sustained): {report['completed_per_second']}",
+        "intake ms p50/p95/p99: "
+        + "/".join(f"{v:.1f}" if v is not None else "-" for v in report["intake_ms"].values()),
+        f"errors: {report['errors'] or 'none'}",
+        f"peak RSS MB: {report['peak_rss_mb']}",
+    ]
+    for b in report.get("baseline", []):
+        lines.append(
+            f"baseline {b['kind']}: {b['per_second']} wf/s -> pipeline ratio {b.get('ratio')}"
+        )
+    return "\n".join(lines)
+
+
+def to_json(report: dict[str, Any]) -> str:
+    return json.dumps(
+        report,
+        indent=2,
+        default=lambda o: o.isoformat() if isinstance(o, (date, datetime)) else str(o),
+    )
+
+
+async def count_in_db(database_url: str, channel: str) -> dict[str, int]:
+    """What PostgreSQL holds for the run: orders, distinct references, shipments, invoices."""
+    from sqlalchemy import text
+
+    from orderflow.db.session import make_engine
+
+    engine = make_engine(database_url, pool_size=1)
+    try:
+        async with engine.connect() as conn:
+            row = (
+                await conn.execute(
+                    text(
+                        "SELECT count(*), count(DISTINCT external_ref), "
+                        "(SELECT count(*) FROM shipments s JOIN orders o ON o.id = s.order_id "
+                        " WHERE o.channel = :c), "
+                        "(SELECT count(*) FROM invoices i JOIN orders o ON o.id = i.order_id "
+                        " WHERE o.channel = :c) FROM orders WHERE channel = :c"
+                    ),
+                    {"c": channel},
+                )
+            ).one()
+    finally:
+        await engine.dispose()
+    return {"orders": row[0], "distinct_refs": row[1], "shipments": row[2], "invoices": row[3]}
+
+
+def check_counts(report: dict[str, Any], db: dict[str, int]) -> list[str]:
+    """No order lost or doubled: the database agrees with what the bench saw."""
+    accepted = report["orders"] - report["mix"].get("invalid", 0)
+    problems = []
+    if db["orders"] != accepted:
+        problems.append(f"database holds {db['orders']} orders, {accepted} were accepted")
+    if db["distinct_refs"] != db["orders"]:
+        problems.append("an external reference appears on more than one order")
+    if db["shipments"] != report["completed"] or db["invoices"] != report["completed"]:
+        problems.append(
+            f"{db['shipments']} shipments / {db['invoices']} invoices for "
+            f"{report['completed']} completed orders"
+        )
+    return problems
+
+
+async def bench_backlog(
+    api: str, admin_token: str, n: int, concurrency: int, console: Console
+) -> dict[str, Any]:
+    """n orders that wait for approval: time to start them, worker memory with them open,
+    intake latency before and while open, and the time for their approvals to drain."""
+    run_id = uuid.uuid4().hex[:6].upper()
+    rng = random.Random(11)
+    async with httpx.AsyncClient(
+        timeout=120, limits=httpx.Limits(max_connections=concurrency + 20)
+    ) as http:
+        setup = await _setup(http, api, admin_token, run_id)
+        run = Run(api=api, tokens=setup["tokens"], channel=f"backlog-{run_id}")
+        stop = asyncio.Event()
+        sampler = _rss_sampler(run, stop)
+        sem = asyncio.Semaphore(concurrency)
+
+        async def probe(tag: str) -> dict[str, float | None]:
+            run.intake_ms.clear()
+            for i in range(50):
+                plan = Plan("touchless", f"{run_id}-{tag}-{i}")
+                await _post_order(http, run, plan, _body(plan, setup, f"probe-{run_id}", rng))
+            return {q: percentile(run.intake_ms, v) for q, v in (("p50", 0.5), ("p99", 0.99))}
+
+        before = await probe("before")
+        plans = [Plan("approval", f"{run_id}-{i}") for i in range(n)]
+
+        async def post(plan: Plan) -> None:
+            async with sem:
+                await _post_order(http, run, plan, _body(plan, setup, run.channel, rng))
+
+        t0 = time.monotonic()
+        with Progress(console=console) as bar:
+            task = bar.add_task("starting the backlog", total=n)
+            for chunk in range(0, n, 500):
+                await asyncio.gather(*(post(p) for p in plans[chunk : chunk + 500]))
+                bar.update(task, completed=min(chunk + 500, n))
+        start_s = time.monotonic() - t0
+        waiting = await _count(http, run, "awaiting_approval")
+        while waiting < sum(p.order_id is not None for p in plans):
+            await asyncio.sleep(1)
+            waiting = await _count(http, run, "awaiting_approval")
+        await asyncio.sleep(2)
+        rss_open = dict(run.rss)
+        during = await probe("during")
+
+        async def approve(plan: Plan) -> None:
+            async with sem:
+                r = await http.post(
+                    f"{api}/orders/{plan.order_id}/decision",
+                    json={"decision": "approve"},
+                    headers=run.h("credit_controller"),
+                )
+                if r.status_code != 200:
+                    run.errors[f"decision:{r.status_code}"] += 1
+
+        t1 = time.monotonic()
+        await asyncio.gather(*(approve(p) for p in plans if p.order_id))
+        while True:  # polling the API is the point: the bench sees what a client sees
+            if not await _count(http, run, "awaiting_approval"):
+                break
+            await asyncio.sleep(0.5)
+        drain_s = time.monotonic() - t1
+        stop.set()
+        await sampler
+    return {
+        "backlog": n,
+        "start_s": round(start_s, 1),
+        "awaiting": waiting,
+        "peak_rss_mb_with_backlog_open": {k: round(v, 1) for k, v in rss_open.items()},
+        "intake_ms_before": before,
+        "intake_ms_while_open": during,
+        "approvals_drain_s": round(drain_s, 1),
+        "errors": dict(run.errors),
+    }
+
+
+async def _count(http: httpx.AsyncClient, run: Run, status: str) -> int:
+    total, cursor = 0, None
+    while True:
+        params: dict[str, Any] = {"channel": run.channel, "status": status, "limit": 500}
+        if cursor:
+            params["cursor"] = cursor
+        page = (await http.get(f"{run.api}/orders", params=params, headers=run.h("admin"))).json()
+        total += len(page["items"])
+        cursor = page["next_cursor"]
+        if not cursor:
+            return total
