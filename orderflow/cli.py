@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import secrets
 import signal
 import sys
 import time
@@ -91,6 +92,13 @@ def up(
         console.print(f"[red]{err}[/red]")
         raise typer.Exit(2) from None
 
+    if not settings.secret_key:
+        # Channel webhook secrets derive from this key: make one once and keep it.
+        key_file = home / "secret.key"
+        if not key_file.exists():
+            key_file.write_text(secrets.token_hex(32))
+            key_file.chmod(0o600)
+        settings = settings.model_copy(update={"secret_key": key_file.read_text().strip()})
     stopping = False
 
     def on_signal(signum: int, _frame: object) -> None:
@@ -102,6 +110,7 @@ def up(
     started: list = []
     try:
         env = dict(os.environ)
+        env["ORDERFLOW_SECRET_KEY"] = settings.secret_key or ""
         if not settings.database_url:
             console.print("starting PostgreSQL …")
             pg = EmbeddedPostgres(home / "pg", h, settings.pg_port)

@@ -38,6 +38,8 @@ class Settings(BaseSettings):
     temporal_ui_base: str | None = None
 
     bootstrap_token: str | None = None
+    # Derives each channel's webhook secret; `orderflow up` makes one under `home` if unset.
+    secret_key: str | None = None
     currency: str = "CNY"
 
     # Simulated carrier: seconds between booking and the carrier reporting delivery.

@@ -111,6 +111,7 @@ def test_settings(pg: EmbeddedPostgres, **overrides: object) -> Settings:
         "task_queue": f"tq-{uuid.uuid4().hex[:12]}",
         "carrier_transit_seconds": 0.0,
         "delivery_poll_seconds": 0.2,
+        "secret_key": "test-secret-key-for-channel-webhooks",
     }
     base.update(overrides)
     return Settings(**base)  # type: ignore[arg-type]

@@ -16,6 +16,7 @@ from orderflow.api.deps import AppState, SessionDep
 from orderflow.api.routes import (
     alerts,
     approvals,
+    channels,
     customers,
     health,
     inventory,
@@ -79,6 +80,7 @@ def create_app(
         routing,
         kpis,
         users,
+        channels,
     ):
         app.include_router(module.router)
 

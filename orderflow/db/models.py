@@ -408,3 +408,55 @@ class Replenishment(Base):
     status: Mapped[str] = mapped_column(String(20), default="open")
     created_at: Mapped[datetime] = _now()
     received_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class Channel(Base):
+    """A signed-webhook channel. Only a random nonce is stored: the secret is derived from it
+    with the deployment's key, so the database alone never reveals it."""
+
+    __tablename__ = "channels"
+    __table_args__ = (CheckConstraint("mapping IN ('generic','webshop')", name="mapping_known"),)
+    name: Mapped[str] = mapped_column(String(40), primary_key=True)
+    mapping: Mapped[str] = mapped_column(String(20))
+    secret_nonce: Mapped[str] = mapped_column(String(64))
+    default_customer_code: Mapped[str | None] = mapped_column(ForeignKey("customers.code"))
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = _now()
+
+
+class Import(Base):
+    __tablename__ = "imports"
+    __table_args__ = (
+        CheckConstraint("status IN ('running','done','failed')", name="status_known"),
+    )
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    filename: Mapped[str] = mapped_column(String(300))
+    channel: Mapped[str] = mapped_column(String(40))
+    created_by: Mapped[str] = mapped_column(String(100))
+    status: Mapped[str] = mapped_column(String(20), default="running")
+    total_rows: Mapped[int] = mapped_column(Integer)
+    total_orders: Mapped[int] = mapped_column(Integer)
+    header: Mapped[list[str]] = mapped_column(JSONB)
+    created_at: Mapped[datetime] = _now()
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class ImportRow(Base):
+    """One sheet row; rows with the same external reference form one order."""
+
+    __tablename__ = "import_rows"
+    __table_args__ = (
+        CheckConstraint(
+            "status IN ('pending','created','duplicate','rejected')", name="status_known"
+        ),
+        Index("ix_import_rows_pending", "import_id", "status", "external_ref"),
+    )
+    import_id: Mapped[int] = mapped_column(
+        ForeignKey("imports.id", ondelete="CASCADE"), primary_key=True
+    )
+    row_no: Mapped[int] = mapped_column(Integer, primary_key=True)
+    external_ref: Mapped[str] = mapped_column(String(200))
+    cells: Mapped[list[Any]] = mapped_column(JSONB)  # the original row, as read
+    status: Mapped[str] = mapped_column(String(20), default="pending")
+    message: Mapped[str] = mapped_column(Text, default="")
+    order_id: Mapped[str | None] = mapped_column(String(40))

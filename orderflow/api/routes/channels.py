@@ -1,0 +1,130 @@
+"""Channels: admin manages them; their signed webhooks deliver orders."""
+
+from __future__ import annotations
+
+import secrets
+import time
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Header, HTTPException, Request
+from fastapi.responses import JSONResponse
+from pydantic import StringConstraints
+from sqlalchemy import select
+
+from orderflow.api.deps import SettingsDep, StateDep, require
+from orderflow.api.errors import ProblemsError
+from orderflow.api.intake import OrderStartError, create_order
+from orderflow.db.models import Channel
+from orderflow.domain.channels import MappingError, check_signature, derive_secret, to_order
+from orderflow.domain.payloads import Model
+
+router = APIRouter(prefix="/channels", tags=["channels"])
+ChannelName = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_-]{1,39}$")]
+
+
+class ChannelIn(Model):
+    name: ChannelName
+    mapping: Literal["generic", "webshop"] = "generic"
+    default_customer_code: str | None = None
+
+
+class ChannelOut(ChannelIn):
+    active: bool = True
+
+
+class ChannelCreated(ChannelOut):
+    secret: str
+
+
+def _key(settings: SettingsDep) -> str:
+    if not settings.secret_key:
+        raise HTTPException(503, "ORDERFLOW_SECRET_KEY is not set: channel webhooks are off")
+    return settings.secret_key
+
+
+@router.post("", status_code=201, dependencies=[Depends(require())])
+async def create_channel(body: ChannelIn, state: StateDep, settings: SettingsDep) -> ChannelCreated:
+    """Create a channel; its signing secret is shown once, here, and never again."""
+    key = _key(settings)
+    nonce = secrets.token_hex(16)
+    async with state.sessions() as s:
+        if await s.get(Channel, body.name) is not None:
+            raise HTTPException(409, f"channel {body.name} exists")
+        s.add(
+            Channel(
+                name=body.name,
+                mapping=body.mapping,
+                secret_nonce=nonce,
+                default_customer_code=body.default_customer_code,
+            )
+        )
+        await s.commit()
+    return ChannelCreated(**body.model_dump(), secret=derive_secret(key, body.name, nonce))
+
+
+@router.get("", dependencies=[Depends(require())])
+async def list_channels(state: StateDep) -> list[ChannelOut]:
+    async with state.sessions() as s:
+        rows = (await s.scalars(select(Channel).order_by(Channel.name))).all()
+    return [
+        ChannelOut(
+            name=c.name,
+            mapping=c.mapping,  # type: ignore[arg-type]
+            default_customer_code=c.default_customer_code,
+            active=c.active,
+        )
+        for c in rows
+    ]
+
+
+@router.post("/{channel}/orders")
+async def channel_order(
+    channel: str,
+    request: Request,
+    state: StateDep,
+    settings: SettingsDep,
+    timestamp: Annotated[str | None, Header(alias="X-Orderflow-Timestamp")] = None,
+    signature: Annotated[str | None, Header(alias="X-Orderflow-Signature")] = None,
+) -> JSONResponse:
+    """An order in the channel's own shape, signed with the channel's secret. Delivered
+    again (or concurrently), the same order gets the same answer and nothing new."""
+    key = _key(settings)
+    async with state.sessions() as s:
+        ch = await s.get(Channel, channel)
+    if ch is None or not ch.active:
+        raise HTTPException(404, f"no active channel {channel}")
+    raw = await request.body()
+    why = check_signature(
+        derive_secret(key, ch.name, ch.secret_nonce), timestamp, signature, raw, time.time()
+    )
+    if why:
+        raise HTTPException(401, why)
+    try:
+        payload: Any = await request.json()
+        order, external_id = to_order(ch.mapping, ch.name, payload, ch.default_customer_code)
+    except ValueError:
+        raise HTTPException(422, "the body is not valid JSON") from None
+    except MappingError as err:
+        raise ProblemsError(err.problems) from err
+    try:
+        answer, created = await create_order(
+            state.sessions,
+            state.client,
+            settings,
+            order,
+            # The channel's own order id is the idempotency key: every delivery of one
+            # order gets the answer the first one got.
+            idempotency_key=f"channel:{ch.name}:{external_id}",
+            actor=f"channel:{ch.name}",
+        )
+    except ProblemsError as err:
+        if err.problems and err.problems[0].code == "idempotency_key_reused":
+            raise HTTPException(
+                409,
+                f"{ch.name} order {external_id} was already received with other "
+                "content; send changes as an amendment",
+            ) from err
+        raise
+    except OrderStartError as err:
+        raise HTTPException(503, f"{err}; deliver again to start it") from err
+    return JSONResponse(status_code=201, content=answer)
