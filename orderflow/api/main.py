@@ -19,6 +19,7 @@ from orderflow.api.routes import (
     channels,
     customers,
     health,
+    imports,
     inventory,
     kpis,
     orders,
@@ -81,6 +82,7 @@ def create_app(
         kpis,
         users,
         channels,
+        imports,
     ):
         app.include_router(module.router)
 

@@ -450,6 +450,7 @@ class ImportRow(Base):
             "status IN ('pending','created','duplicate','rejected')", name="status_known"
         ),
         Index("ix_import_rows_pending", "import_id", "status", "external_ref"),
+        Index("ix_import_rows_ref", "import_id", "external_ref"),
     )
     import_id: Mapped[int] = mapped_column(
         ForeignKey("imports.id", ondelete="CASCADE"), primary_key=True

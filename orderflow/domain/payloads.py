@@ -281,3 +281,14 @@ class OrderState(Model):
     tracking_numbers: list[str] = Field(default_factory=list)
     cancel_reason: str | None = None
     failure: str | None = None
+
+
+class ImportInput(Model):
+    import_id: int
+    batch_size: int = 50
+    # A pause between batches bounds how fast an import starts order workflows.
+    pause_seconds: float = 0.05
+
+
+class ImportProgress(Model):
+    remaining: int

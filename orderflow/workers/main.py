@@ -16,6 +16,7 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 
 from orderflow.activities.approvals import ApprovalActivities
 from orderflow.activities.billing import BillingActivities
+from orderflow.activities.imports import ImportActivities
 from orderflow.activities.intake import IntakeActivities
 from orderflow.activities.inventory import InventoryActivities
 from orderflow.activities.notify import NotifyActivities
@@ -27,6 +28,7 @@ from orderflow.db.session import SessionFactory, make_engine, make_session_facto
 from orderflow.temporal_client import connect
 from orderflow.workers.interceptors import FailureAlerts
 from orderflow.workflows.alert import AlertWorkflow
+from orderflow.workflows.imports import ImportWorkflow
 from orderflow.workflows.order import OrderWorkflow
 
 log = logging.getLogger("orderflow.worker")
@@ -45,6 +47,7 @@ def activities_for(
             WarehouseActivities,
             BillingActivities,
             OrderActivities,
+            ImportActivities,
         )
     ]
     shipping = ShippingActivities(sessions, settings, carrier)
@@ -79,7 +82,7 @@ async def order_worker(
         worker = Worker(
             client,
             task_queue=queue,
-            workflows=[OrderWorkflow, AlertWorkflow],
+            workflows=[OrderWorkflow, AlertWorkflow, ImportWorkflow],
             # The sandbox re-imports the workflow modules for every new order (about a
             # quarter of the worker's CPU); trusted code with replay tests may run without.
             workflow_runner=SandboxedWorkflowRunner()

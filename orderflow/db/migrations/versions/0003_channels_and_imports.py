@@ -72,6 +72,9 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("import_id", "row_no"),
     )
     op.create_index(
+        "ix_import_rows_ref", "import_rows", ["import_id", "external_ref"], unique=False
+    )
+    op.create_index(
         "ix_import_rows_pending",
         "import_rows",
         ["import_id", "status", "external_ref"],
@@ -80,6 +83,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    op.drop_index("ix_import_rows_ref", table_name="import_rows")
     op.drop_index("ix_import_rows_pending", table_name="import_rows")
     op.drop_table("import_rows")
     op.drop_table("channels")

@@ -1,0 +1,151 @@
+"""Spreadsheet imports of good, mixed and bad files, dedup, and a 10,000-row sheet."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import os
+import time
+
+from openpyxl import Workbook, load_workbook
+
+from orderflow.db.models import Order
+from orderflow.domain.sheets import COLUMNS
+from tests.utils import Stack
+
+
+def xlsx(rows: list[list], header: list[str] | None = None) -> bytes:
+    wb = Workbook()
+    ws = wb.active
+    ws.append(header or list(COLUMNS))
+    for row in rows:
+        ws.append(row)
+    buf = io.BytesIO()
+    wb.save(buf)
+    return buf.getvalue()
+
+
+def row(ref: str, customer: str, sku: str, qty, **kw) -> list:
+    cells = dict.fromkeys(COLUMNS)
+    cells.update(external_ref=ref, customer_code=customer, sku=sku, quantity=qty, **kw)
+    return [cells[c] for c in COLUMNS]
+
+
+async def upload(
+    stack: Stack,
+    content: bytes,
+    name: str = "orders.xlsx",
+    channel: str = "import",
+    role: str = "sales",
+):
+    return await stack.http.post(
+        "/imports",
+        files={"file": (name, content)},
+        data={"channel": channel},
+        headers=stack.auth(role),
+    )
+
+
+async def result_rows(stack: Stack, import_id: int) -> list[dict]:
+    r = await stack.get(f"/imports/{import_id}/result.xlsx", role="sales")
+    ws = load_workbook(io.BytesIO(r.content)).active
+    header, *rows = list(ws.iter_rows(values_only=True))
+    return [dict(zip(header, r, strict=True)) for r in rows]
+
+
+async def test_mixed_file_imports_good_orders_and_explains_bad_rows(stack: Stack):
+    customer = await stack.customer()
+    sku = await stack.product()
+    boxed = await stack.product(pack=6, moq=6)
+    channel = f"rep-{customer[-5:].lower()}"
+    content = xlsx(
+        [
+            row("PO-1", customer, sku, 5, requested_delivery_date="2099-01-31"),
+            row("PO-1", customer, boxed, 12, requested_delivery_date="2099-01-31"),
+            row("PO-2", customer, sku, 1),
+            row("PO-2", customer, boxed, 7),  # not a multiple of 6: all of PO-2 is refused
+            row("PO-3", customer, sku, 2, requested_delivery_date="31/01/2099"),  # odd date
+            row("PO-4", "NOBODY", sku, 1),
+        ]
+    )
+    r = await upload(stack, content, channel=channel)
+    assert r.status_code == 201, r.text
+    s = r.json()
+    assert (s["rows"], s["orders"], s["orders_created"], s["orders_rejected"]) == (6, 4, 1, 3)
+    assert s["rows_rejected"] == 4 and s["status"] == "done"
+    rows = await result_rows(stack, s["id"])
+    assert [x["status"] for x in rows] == [
+        "created",
+        "created",
+        "rejected",
+        "rejected",
+        "rejected",
+        "rejected",
+    ]
+    assert rows[0]["order_id"] == rows[1]["order_id"]
+    assert rows[2]["message"] == "not imported: row 5 of the same order has errors"
+    assert "not a multiple of the pack size 6" in rows[3]["message"]
+    assert "is not a date in YYYY-MM-DD form" in rows[4]["message"]
+    assert "no customer with code 'NOBODY'" in rows[5]["message"]
+    assert await stack.count(Order, Order.channel == channel) == 1
+    await stack.wait_status(rows[0]["order_id"], "completed")
+
+    again = (await upload(stack, content, channel=channel)).json()
+    assert (again["orders_created"], again["orders_duplicate"]) == (0, 1)
+    rows = await result_rows(stack, again["id"])
+    assert rows[0]["status"] == "duplicate" and "already imported as" in rows[0]["message"]
+    assert await stack.count(Order, Order.channel == channel) == 1
+
+
+async def test_csv_and_the_template(stack: Stack):
+    customer = await stack.customer()
+    sku = await stack.product()
+    csv = (
+        "external_ref,customer_code,sku,quantity,unit_price\n"
+        f"C-1,{customer},{sku},3,\nC-1,{customer},{sku}X,1,\n"
+        f"C-2,{customer},{sku},4,9.50\n"
+    ).encode()
+    s = (await upload(stack, csv, "orders.csv", channel=f"csv-{customer[-5:].lower()}")).json()
+    assert (s["orders_created"], s["orders_rejected"]) == (1, 1)
+    t = await stack.http.get("/imports/template.xlsx")
+    wb = load_workbook(io.BytesIO(t.content))
+    assert [c.value for c in wb["orders"][1]] == list(COLUMNS)
+    assert wb["columns"]["A2"].value == "external_ref"
+
+
+async def test_bad_files_are_refused_with_the_reason(stack: Stack):
+    cases = [
+        (b"", "x.xlsx", 422, "empty"),
+        (os.urandom(4000), "x.bin", 422, "not a spreadsheet"),
+        (b"PK\x03\x04 definitely not a zip", "x.xlsx", 422, "not a readable Excel workbook"),
+        (b"\x00\x01binary,junk\n", "x.csv", 422, "binary"),
+        (b"ref,customer\nA,B\n", "x.csv", 422, "missing column(s): external_ref"),
+        (xlsx([]), "x.xlsx", 422, "no rows"),
+        (xlsx([["R1", "C", "S", "=2*3"]]), "x.xlsx", 422, "formulas are not accepted"),
+        (b"x" * (21 * 2**20), "big.csv", 413, "limit is 20 MB"),
+    ]
+    for content, name, code, words in cases:
+        r = await upload(stack, content, name)
+        assert r.status_code == code, (name, r.text)
+        assert words in r.json()["detail"], (words, r.json())
+    assert (await upload(stack, xlsx([]), role="channel")).status_code == 403
+
+
+async def test_ten_thousand_rows_import_in_the_background(stack: Stack):
+    customer = await stack.customer()
+    skus = [await stack.product(stock=10_000_000) for _ in range(20)]
+    channel = f"bulk-{customer[-5:].lower()}"
+    rows = [row(f"B-{i // 20}", customer, skus[i % 20], 1) for i in range(10_000)]
+    started = time.monotonic()
+    r = await upload(stack, xlsx(rows), "bulk.xlsx", channel=channel)
+    assert r.status_code in (201, 202), r.text
+    import_id = r.json()["id"]
+    while (s := (await stack.get(f"/imports/{import_id}", role="sales")).json())[
+        "status"
+    ] != "done":
+        assert time.monotonic() - started < 240, s
+        await asyncio.sleep(0.5)
+    elapsed = time.monotonic() - started
+    print(f"\n10,000 rows / 500 orders imported in {elapsed:.1f} s")
+    assert (s["orders"], s["orders_created"], s["rows_rejected"]) == (500, 500, 0)
+    assert await stack.count(Order, Order.channel == channel) == 500
