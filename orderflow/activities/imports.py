@@ -60,17 +60,16 @@ class ImportActivities(DbActivities):
                     .limit(inp.batch_size)
                 )
             ).all()
+            by_ref: dict[str, list[ImportRow]] = {}
+            batch_rows = await s.scalars(
+                select(ImportRow)
+                .where(ImportRow.import_id == imp.id, ImportRow.external_ref.in_(refs))
+                .order_by(ImportRow.row_no)
+            )
+            for r in batch_rows.all():
+                by_ref.setdefault(r.external_ref, []).append(r)
             for ref in refs:
-                rows = list(
-                    (
-                        await s.scalars(
-                            select(ImportRow)
-                            .where(ImportRow.import_id == imp.id, ImportRow.external_ref == ref)
-                            .order_by(ImportRow.row_no)
-                        )
-                    ).all()
-                )
-                await self._one(s, client, imp, rows)
+                await self._one(s, client, imp, by_ref[ref])
                 await s.commit()
                 activity.heartbeat(ref)
             remaining = await s.scalar(
