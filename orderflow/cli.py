@@ -350,6 +350,50 @@ def bench(
         raise typer.Exit(1)
 
 
+@app.command("import")
+def import_file(
+    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help=".xlsx or .csv")],
+    channel: Annotated[str, typer.Option(help="the orders' channel")] = "import",
+    token: Annotated[
+        str | None, typer.Option(help="a sales or admin token (default ORDERFLOW_BOOTSTRAP_TOKEN)")
+    ] = None,
+    api_url: Annotated[str | None, typer.Option("--api", help="API base URL")] = None,
+) -> None:
+    """Import a sheet through the API, follow its progress, and save the result file."""
+    from rich.progress import Progress
+
+    settings = get_settings()
+    api = (api_url or f"http://{settings.host}:{settings.api_port}").rstrip("/")
+    headers = {"Authorization": f"Bearer {token or settings.bootstrap_token or ''}"}
+    with httpx.Client(base_url=api, headers=headers, timeout=120) as http:
+        with file.open("rb") as fh:
+            r = http.post("/imports", files={"file": (file.name, fh)}, data={"channel": channel})
+        if r.status_code >= 400:
+            console.print(f"[red]{r.status_code}: {r.json().get('detail')}[/red]")
+            raise typer.Exit(1)
+        summary = r.json()
+        with Progress(console=console) as bar:
+            task = bar.add_task(f"importing {file.name}", total=summary["orders"])
+            while summary["status"] != "done":
+                time.sleep(0.5)
+                summary = http.get(f"/imports/{summary['id']}").json()
+                done = (
+                    summary["orders_created"]
+                    + summary["orders_duplicate"]
+                    + summary["orders_rejected"]
+                )
+                bar.update(task, completed=done)
+            bar.update(task, completed=summary["orders"])
+        out = file.with_name(f"{file.stem}-result.xlsx")
+        out.write_bytes(http.get(summary["result_url"]).content)
+    console.print(
+        f"{summary['orders_created']} order(s) created, "
+        f"{summary['orders_duplicate']} already imported, "
+        f"{summary['orders_rejected']} refused ({summary['rows_rejected']} row(s)); "
+        f"row by row: {out}"
+    )
+
+
 @app.command()
 def receiver(port: Annotated[int, typer.Option(help="port to listen on")] = 9999) -> None:
     """A local webhook receiver that prints each alert or notice it gets (for demos)."""
