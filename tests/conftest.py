@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import httpx
@@ -29,6 +30,7 @@ from orderflow.config import Settings
 from orderflow.db.migrate import upgrade
 from orderflow.db.models import Order
 from orderflow.db.session import SessionFactory, make_engine, make_session_factory
+from orderflow.domain.payloads import ROLES
 from orderflow.domain.status import FINAL_STATUSES
 from orderflow.embedded import SEARCH_ATTRIBUTES, EmbeddedPostgres, free_port, venv_binary
 from orderflow.workers.main import order_worker
@@ -122,25 +124,16 @@ def settings(pg: EmbeddedPostgres) -> Settings:
     return test_settings(pg)
 
 
-@pytest.fixture
-async def api_stack(
+@asynccontextmanager
+async def running_api(
     settings: Settings, sessions: SessionFactory, client: Client
 ) -> AsyncIterator[Stack]:
-    """The API (in-process ASGI) on the real services, with a token per role; no worker."""
+    """The API (in-process ASGI) on the real services, with a fresh user for every role."""
     app = create_app(settings, sessions=sessions, client=client)
     async with app.router.lifespan_context(app):
         async with sessions() as s:
             tokens = {
-                role: await create_user(s, f"{role}-{uuid.uuid4().hex[:6]}", role)
-                for role in (
-                    "admin",
-                    "sales",
-                    "credit_controller",
-                    "sales_manager",
-                    "director",
-                    "ops",
-                    "channel",
-                )
+                role: await create_user(s, f"{role}-{uuid.uuid4().hex[:6]}", role) for role in ROLES
             }
             await s.commit()
         transport = ASGITransport(app=app)
@@ -148,6 +141,15 @@ async def api_stack(
             yield Stack(
                 http=http, tokens=tokens, sessions=sessions, client=client, settings=settings
             )
+
+
+@pytest.fixture
+async def api_stack(
+    settings: Settings, sessions: SessionFactory, client: Client
+) -> AsyncIterator[Stack]:
+    """The API with a token per role; no worker."""
+    async with running_api(settings, sessions, client) as stack:
+        yield stack
 
 
 @pytest.fixture
@@ -172,32 +174,9 @@ async def ts_stack(
 ) -> AsyncIterator[Stack]:
     """API + worker on the time-skipping test server, for timer-heavy paths."""
     settings = test_settings(pg, delivery_poll_seconds=600.0)
-    app = create_app(settings, sessions=sessions, client=time_env.client)
-    async with app.router.lifespan_context(app):
-        async with sessions() as s:
-            tokens = {
-                role: await create_user(s, f"{role}-{uuid.uuid4().hex[:6]}", role)
-                for role in (
-                    "admin",
-                    "sales",
-                    "credit_controller",
-                    "sales_manager",
-                    "director",
-                    "ops",
-                    "channel",
-                )
-            }
-            await s.commit()
-        transport = ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://orderflow") as http:
-            async with order_worker(time_env.client, sessions, settings, carrier=ts_carrier):
-                yield Stack(
-                    http=http,
-                    tokens=tokens,
-                    sessions=sessions,
-                    client=time_env.client,
-                    settings=settings,
-                )
+    async with running_api(settings, sessions, time_env.client) as stack:
+        async with order_worker(time_env.client, sessions, settings, carrier=ts_carrier):
+            yield stack
     # Orders left waiting would keep firing timers (with no worker) as later tests skip
     # time; end them so every test starts from a quiet server.
     async with sessions() as s:

@@ -14,15 +14,6 @@ from decimal import Decimal
 from orderflow.domain.money import fmt
 from orderflow.domain.payloads import ApprovalLevel, RoutingRule
 
-CONDITIONS = (
-    "credit_over_limit",
-    "receivable_overdue",
-    "price_below_floor",
-    "discount_beyond_max",
-    "total_above",
-    "special_instructions",
-)
-
 DEFAULT_RULES: tuple[RoutingRule, ...] = (
     RoutingRule(condition="credit_over_limit", role="credit_controller", position=10),
     RoutingRule(condition="receivable_overdue", role="credit_controller", position=10),

@@ -17,19 +17,6 @@ from typing import Any
 
 MAX_BYTES = 20 * 2**20
 MAX_ROWS = 100_000
-COLUMNS = (
-    "external_ref",
-    "customer_code",
-    "sku",
-    "quantity",
-    "unit_price",
-    "ship_to_line1",
-    "ship_to_city",
-    "ship_to_postal_code",
-    "ship_to_country",
-    "requested_delivery_date",
-    "special_instructions",
-)
 REQUIRED = ("external_ref", "customer_code", "sku", "quantity")
 COLUMN_HELP = {
     "external_ref": "your reference; rows with the same reference form one order (required)",
@@ -45,6 +32,7 @@ COLUMN_HELP = {
     "requested_delivery_date": "YYYY-MM-DD (or an Excel date cell)",
     "special_instructions": "free text; routes the order to ops for approval",
 }
+COLUMNS = tuple(COLUMN_HELP)  # the template's columns, in order
 # Per order, these must agree on every row of the same reference.
 ORDER_LEVEL = (
     "customer_code",

@@ -592,6 +592,15 @@ class OrderWorkflow:
             if ready():
                 return True
 
+    async def _note(self, step_key: str, detail: str) -> None:
+        """A timeline entry that does not change the status."""
+        await self._db(
+            "orders.note",
+            StatusChange(
+                order_id=self.order_id, status=self.status, step_key=step_key, detail=detail
+            ),
+        )
+
     async def _drain_outbound(self) -> None:
         """Let notices finish delivering; a failed delivery never fails the order."""
         self._publish()
@@ -599,29 +608,15 @@ class OrderWorkflow:
             try:
                 await handle
             except ActivityError as err:
-                await self._db(
-                    "orders.note",
-                    StatusChange(
-                        order_id=self.order_id,
-                        status=self.status,
-                        step_key=f"note:{workflow.uuid4()}",
-                        detail=f"outbound delivery gave up: {err.cause or err}",
-                    ),
+                await self._note(
+                    f"note:{workflow.uuid4()}", f"outbound delivery gave up: {err.cause or err}"
                 )
         self.outbound.clear()
 
     async def _flush_notes(self) -> None:
         while self.notes:
             note = self.notes.pop(0)
-            await self._db(
-                "orders.note",
-                StatusChange(
-                    order_id=self.order_id,
-                    status=self.status,
-                    step_key=f"note:{workflow.uuid4()}",
-                    detail=note,
-                ),
-            )
+            await self._note(f"note:{workflow.uuid4()}", note)
 
     def _change(self, status: OrderStatus, key: str, detail: str) -> StatusChange:
         return StatusChange(order_id=self.order_id, status=status, step_key=key, detail=detail)
@@ -700,15 +695,7 @@ class OrderWorkflow:
             )
         except WorkflowAlreadyStartedError:
             pass  # raised before (e.g. by a retried step): one alert, not two
-        await self._db(
-            "orders.note",
-            StatusChange(
-                order_id=self.order_id,
-                status=self.status,
-                step_key=f"alert:{alert.dedup_key}",
-                detail=f"alert raised: {summary}",
-            ),
-        )
+        await self._note(f"alert:{alert.dedup_key}", f"alert raised: {summary}")
 
     async def _notify(self, role: str, subject: str, key: str) -> None:
         notice = Notice(
@@ -722,9 +709,4 @@ class OrderWorkflow:
                 retry_policy=NOTIFY_RETRY,
             )
         )
-        await self._db(
-            "orders.note",
-            StatusChange(
-                order_id=self.order_id, status=self.status, step_key=f"notice:{key}", detail=subject
-            ),
-        )
+        await self._note(f"notice:{key}", subject)
