@@ -12,6 +12,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from orderflow.config import Settings
 from orderflow.db.models import Approval, Order, OrderLine
 from orderflow.db.session import SessionFactory
+from orderflow.domain.payloads import OrderState
 from orderflow.domain.status import FINAL_STATUSES, OrderStatus
 from orderflow.temporal_client import temporal_ui_link, workflow_id
 
@@ -57,8 +58,9 @@ async def _why_in_db(sessions: SessionFactory, order: Order) -> str:
 
 async def _why_in_temporal(client: Client, order_id: str) -> str | None:
     """What Temporal knows: a missing workflow, a failing activity, an ended run."""
+    handle = client.get_workflow_handle(workflow_id(order_id))
     try:
-        desc = await client.get_workflow_handle(workflow_id(order_id)).describe()
+        desc = await handle.describe()
     except RPCError as err:
         if err.status == RPCStatusCode.NOT_FOUND:
             return (
@@ -69,6 +71,10 @@ async def _why_in_temporal(client: Client, order_id: str) -> str | None:
     if desc.status != WorkflowExecutionStatus.RUNNING:
         name = desc.status.name if desc.status else "unknown"
         return f"workflow is {name.lower()} but the order is not finished"
+    state = await handle.query("state", result_type=OrderState)
+    if state.shipping_held:
+        return (f"carrier booking on hold: {state.shipping_held}; POST /orders/{order_id}/"
+                "retry-shipping once fixed, or cancel")
     for pending in desc.raw_description.pending_activities:
         if pending.attempt > 1:
             failure = pending.last_failure.message or "no message"

@@ -110,3 +110,38 @@ def test_stuck_cli_parses_durations_and_prints_a_table(api_stack: Stack, tempora
         timeout=60,
     )
     assert bad.returncode == 2 and "not a duration" in bad.stderr
+
+
+async def test_carrier_refusal_holds_the_order_for_ops_to_retry(api_stack: Stack):
+    stack = api_stack
+    carrier = SimulatedCarrier(transit_seconds=0, mode="fail_permanent")
+    async with order_worker(stack.client, stack.sessions, stack.settings, carrier=carrier):
+        customer = await stack.customer()
+        sku = await stack.product(stock=5)
+        order_id = (await stack.order(customer, [(sku, 2)])).json()["id"]
+        for _ in range(100):
+            alerts = [
+                a
+                for a in (await stack.get("/alerts")).json()
+                if a["order_id"] == order_id and a["kind"] == "carrier_failed"
+            ]
+            if alerts:
+                break
+            await asyncio.sleep(0.1)
+        assert alerts and "retry-shipping" in alerts[0]["summary"]
+        assert (await stack.get(f"/orders/{order_id}")).json()["status"] == "packed"
+        rows = await find_stuck(stack.sessions, stack.client, stack.settings, timedelta(0))
+        assert next(r.why for r in rows if r.order_id == order_id).startswith(
+            "carrier booking on hold: step shipping.book failed: carrier refused"
+        )
+        assert (
+            await stack.post(f"/orders/{order_id}/retry-shipping", {}, role="sales")
+        ).status_code == 403
+
+        carrier.mode = "normal"  # ops fixed the account with the carrier
+        r = await stack.post(f"/orders/{order_id}/retry-shipping", {}, role="ops")
+        assert r.status_code == 200, r.text
+        order = await stack.wait_status(order_id, "completed")
+        assert any("asked to retry the booking" in e["detail"] for e in order["timeline"])
+        again = await stack.post(f"/orders/{order_id}/retry-shipping", {}, role="ops")
+        assert again.status_code == 409

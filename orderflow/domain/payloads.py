@@ -281,6 +281,8 @@ class OrderState(Model):
     tracking_numbers: list[str] = Field(default_factory=list)
     cancel_reason: str | None = None
     failure: str | None = None
+    # Why the carrier booking waits for ops (retry or cancel), when it does.
+    shipping_held: str | None = None
 
 
 class ImportInput(Model):

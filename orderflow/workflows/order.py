@@ -115,6 +115,8 @@ class OrderWorkflow:
         self.notes: list[str] = []
         self.failure: str | None = None
         self.finished = False
+        self.shipping_held: str | None = None
+        self.retry_shipping_by: str | None = None
         self._published: tuple[str, str | None] = (OrderStatus.RECEIVED.value, None)
         # Notices to approvers run beside the order; awaited before it ends.
         self.outbound: list[workflow.ActivityHandle] = []
@@ -132,6 +134,7 @@ class OrderWorkflow:
             tracking_numbers=self.tracking_numbers,
             cancel_reason=self.cancel_request.reason if self.cancel_request else None,
             failure=self.failure,
+            shipping_held=self.shipping_held,
         )
 
     def _decision_problem(self, d: Decision) -> ApplicationError | None:
@@ -197,6 +200,21 @@ class OrderWorkflow:
                 type="NotCancellable",
             )
 
+    @workflow.update(name="retry_shipping")
+    async def retry_shipping(self, req: CancelRequest) -> OrderState:
+        """Ops: the carrier problem is fixed, book again (answers once the retry started)."""
+        self.retry_shipping_by = req.by
+        await workflow.wait_condition(lambda: self.retry_shipping_by is None or self.finished)
+        return self.state()
+
+    @retry_shipping.validator
+    def _validate_retry(self, req: CancelRequest) -> None:
+        if self.shipping_held is None or self.retry_shipping_by is not None:
+            raise ApplicationError(
+                f"order {self.order_id} is {self.status.value}: no carrier booking is on hold",
+                type="NothingPending",
+            )
+
     @workflow.signal(name="carrier_event")
     def carrier_event(self, event: DeliveryEvent) -> None:
         self.carrier_events.append(event)
@@ -258,10 +276,8 @@ class OrderWorkflow:
         # A booking can take effect at the carrier before we hear back: its undo is due
         # from the moment we ask. A cancel interrupts a booking that keeps retrying.
         self.compensations.append("shipment")
-        booking: Booking = await self._interruptible(
-            "shipping.book",
-            ShipmentRequest(order_id=self.order_id, packages=packed.packages),
-            Booking,
+        booking = await self._book(
+            ShipmentRequest(order_id=self.order_id, packages=packed.packages)
         )
         # The booking took effect: record it before honouring a cancel, so it is undone.
         await self._db(
@@ -305,6 +321,36 @@ class OrderWorkflow:
             return await handle
         except ActivityError as err:
             raise step_failed(name, err) from err
+
+    async def _book(self, req: ShipmentRequest) -> Booking:
+        """Book the carrier. When it refuses for good, the order waits in `packed` for ops
+        to retry (after fixing the cause) or cancel, instead of failing outright."""
+        attempt = 1
+        while True:
+            try:
+                return await self._interruptible("shipping.book", req, Booking)  # type: ignore[no-any-return]
+            except OrderStopped as stop:
+                if stop.status != OrderStatus.FAILED or not workflow.patched("carrier-hold"):
+                    raise
+                self.shipping_held = stop.reason
+                await self._alert(
+                    "carrier_failed",
+                    "critical",
+                    f"order {self.order_id}: {stop.reason}; retry with POST /orders/"
+                    f"{self.order_id}/retry-shipping or cancel it",
+                    key=f"carrier_failed:{attempt}",
+                )
+                retried = await self._wait(
+                    lambda: self.retry_shipping_by is not None, timedelta(days=30)
+                )
+                if not retried:
+                    raise
+                await self._note(
+                    f"retry-shipping:{attempt}",
+                    f"{self.retry_shipping_by} asked to retry the booking",
+                )
+                self.shipping_held, self.retry_shipping_by = None, None
+                attempt += 1
 
     async def _reserve(self, ref: OrderRef) -> None:
         """Reserve stock; when short, wait in backordered for a replenishment signal."""

@@ -308,6 +308,21 @@ async def decide(
         raise _update_error(err, order_id) from err
 
 
+@router.post("/{order_id}/retry-shipping", dependencies=[Depends(require("ops"))])
+async def retry_shipping(
+    order_id: str, state: StateDep, session: SessionDep, user: CurrentUser
+) -> OrderState:
+    """After the carrier refused a booking for good and the cause is fixed: book again."""
+    await _order_or_404(session, order_id)
+    handle = state.client.get_workflow_handle(workflow_id(order_id))
+    try:
+        return await handle.execute_update(
+            "retry_shipping", CancelRequest(reason="retry", by=user.name), result_type=OrderState
+        )
+    except (WorkflowUpdateFailedError, RPCError) as err:
+        raise _update_error(err, order_id) from err
+
+
 @router.post("/{order_id}/cancel", dependencies=[Depends(require("sales", "channel", "ops"))])
 async def cancel(
     order_id: str, body: CancelIn, state: StateDep, session: SessionDep, user: CurrentUser
