@@ -70,6 +70,8 @@ class Settings(BaseSettings):
     approval_timeout_seconds: float = 72 * 3600
     # How long a backordered order waits for stock before it is cancelled.
     backorder_max_seconds: float = 7 * 24 * 3600
+    # Make-to-order: days from the order to the production order's due date.
+    production_lead_days: int = 5
     # Alerts when an order waits longer than expected: backordered, or shipped but undelivered.
     backorder_alert_seconds: float = 24 * 3600
     delivery_alert_seconds: float = 3 * 24 * 3600

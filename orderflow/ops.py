@@ -73,8 +73,10 @@ async def _why_in_temporal(client: Client, order_id: str) -> str | None:
         return f"workflow is {name.lower()} but the order is not finished"
     state = await handle.query("state", result_type=OrderState)
     if state.shipping_held:
-        return (f"carrier booking on hold: {state.shipping_held}; POST /orders/{order_id}/"
-                "retry-shipping once fixed, or cancel")
+        return (
+            f"carrier booking on hold: {state.shipping_held}; POST /orders/{order_id}/"
+            "retry-shipping once fixed, or cancel"
+        )
     for pending in desc.raw_description.pending_activities:
         if pending.attempt > 1:
             failure = pending.last_failure.message or "no message"

@@ -24,6 +24,7 @@ from orderflow.api.routes import (
     kpis,
     orders,
     pricing,
+    production,
     products,
     routing,
     shipments,
@@ -83,6 +84,7 @@ def create_app(
         users,
         channels,
         imports,
+        production,
     ):
         app.include_router(module.router)
 

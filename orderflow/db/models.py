@@ -461,3 +461,25 @@ class ImportRow(Base):
     status: Mapped[str] = mapped_column(String(20), default="pending")
     message: Mapped[str] = mapped_column(Text, default="")
     order_id: Mapped[str | None] = mapped_column(String(40))
+
+
+class ProductionOrder(Base):
+    """Make-to-order: one production order per order line of a make-to-order product."""
+
+    __tablename__ = "production_orders"
+    __table_args__ = (
+        UniqueConstraint("order_line_id", name="uq_production_orders_line"),
+        CheckConstraint("quantity > 0", name="quantity_positive"),
+        CheckConstraint("status IN ('open','completed','cancelled')", name="status_known"),
+        Index("ix_production_orders_status", "status", "due_date"),
+    )
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    order_id: Mapped[str] = mapped_column(ForeignKey("orders.id", ondelete="CASCADE"))
+    order_line_id: Mapped[int] = mapped_column(ForeignKey("order_lines.id", ondelete="CASCADE"))
+    sku: Mapped[str] = mapped_column(ForeignKey("products.sku"))
+    quantity: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(20), default="open")
+    due_date: Mapped[date] = mapped_column(Date)
+    created_at: Mapped[datetime] = _now()
+    completed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    completed_by: Mapped[str | None] = mapped_column(String(100))

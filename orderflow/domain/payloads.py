@@ -181,6 +181,8 @@ class StatusChange(Model):
 class ReserveResult(Model):
     fully_reserved: bool
     short: dict[str, int] = Field(default_factory=dict)
+    # Make-to-order lines waiting for production: SKU -> production order id.
+    in_production: dict[str, int] = Field(default_factory=dict)
 
 
 class PackResult(Model):

@@ -92,6 +92,14 @@ class OrderStopped(Exception):
         self.reason = reason
 
 
+def _waiting_for(result: ReserveResult) -> str:
+    """'SKU-A x3, SKU-B (production order #7)': what a backorder waits for."""
+    return ", ".join(
+        [f"{k} x{v}" for k, v in result.short.items()]
+        + [f"{k} (production order #{v})" for k, v in result.in_production.items()]
+    )
+
+
 def step_failed(name: str, err: ActivityError) -> OrderStopped:
     """A step that failed for good fails the order, saying which step and why."""
     message = getattr(err.cause, "message", None) or str(err.cause or err)
@@ -371,12 +379,11 @@ class OrderWorkflow:
                 await self._alert(
                     "backorder_timeout",
                     "critical",
-                    f"order {self.order_id} waited {waited} for stock: " + ", ".join(result.short),
+                    f"order {self.order_id} waited {waited} for stock: " + _waiting_for(result),
                 )
                 raise OrderStopped(
                     OrderStatus.CANCELLED,
-                    f"backorder not filled within {limit}: short "
-                    + ", ".join(f"{k} x{v}" for k, v in result.short.items()),
+                    f"backorder not filled within {limit}: short " + _waiting_for(result),
                 )
             if waited >= alert_after and not alerted:
                 alerted = True
@@ -384,7 +391,7 @@ class OrderWorkflow:
                     "stuck_backordered",
                     "warning",
                     f"order {self.order_id} has been backordered for {waited}, longer than "
-                    f"the expected {alert_after}: short " + ", ".join(result.short),
+                    f"the expected {alert_after}: short " + _waiting_for(result),
                 )
             self.replenished = False
             step = min(recheck, limit - waited)
