@@ -10,9 +10,8 @@ from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.service import RPCError, RPCStatusCode
 
 from orderflow.config import Settings
-from orderflow.db.models import Approval, Order, OrderLine
+from orderflow.db.models import Alert, Approval, Order, OrderLine
 from orderflow.db.session import SessionFactory
-from orderflow.domain.payloads import OrderState
 from orderflow.domain.status import FINAL_STATUSES, OrderStatus
 from orderflow.temporal_client import temporal_ui_link, workflow_id
 
@@ -51,6 +50,12 @@ async def _why_in_db(sessions: SessionFactory, order: Order) -> str:
                 )
             ).all()
             return "short of stock: " + ", ".join(f"{sku} x{qty}" for sku, qty in short)
+        held = await s.scalar(
+            select(Alert.summary).where(Alert.order_id == order.id, Alert.status == "open",
+                                        Alert.kind == "carrier_failed")
+            .order_by(Alert.created_at.desc()).limit(1))
+        if held:
+            return f"carrier booking on hold: {held}"
         if order.status in (OrderStatus.SHIPPED.value, OrderStatus.INVOICED.value):
             return "waits for the carrier to confirm delivery"
     return f"in {order.status}"
@@ -71,12 +76,6 @@ async def _why_in_temporal(client: Client, order_id: str) -> str | None:
     if desc.status != WorkflowExecutionStatus.RUNNING:
         name = desc.status.name if desc.status else "unknown"
         return f"workflow is {name.lower()} but the order is not finished"
-    state = await handle.query("state", result_type=OrderState)
-    if state.shipping_held:
-        return (
-            f"carrier booking on hold: {state.shipping_held}; POST /orders/{order_id}/"
-            "retry-shipping once fixed, or cancel"
-        )
     for pending in desc.raw_description.pending_activities:
         if pending.attempt > 1:
             failure = pending.last_failure.message or "no message"
