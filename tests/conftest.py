@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 from httpx import ASGITransport
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
@@ -174,15 +174,20 @@ async def ts_stack(
 ) -> AsyncIterator[Stack]:
     """API + worker on the time-skipping test server, for timer-heavy paths."""
     settings = test_settings(pg, delivery_poll_seconds=600.0)
+    async with sessions() as s:
+        started = await s.scalar(select(func.now()))
     async with running_api(settings, sessions, time_env.client) as stack:
         async with order_worker(time_env.client, sessions, settings, carrier=ts_carrier):
             yield stack
-    # Orders left waiting would keep firing timers (with no worker) as later tests skip
-    # time; end them so every test starts from a quiet server.
+    # This test's orders left waiting would keep firing timers (with no worker) as later
+    # tests skip time; end them so every test starts from a quiet server.
     async with sessions() as s:
         open_ids = (
             await s.scalars(
-                select(Order.id).where(Order.status.not_in([st.value for st in FINAL_STATUSES]))
+                select(Order.id).where(
+                    Order.created_at >= started,
+                    Order.status.not_in([st.value for st in FINAL_STATUSES]),
+                )
             )
         ).all()
     for order_id in open_ids:
