@@ -134,7 +134,7 @@ async def _existing(
         if order is not None:
             return {
                 "id": order.id,
-                "status": "received",
+                "status": order.status,
                 "duplicate_of_external_ref": True,
                 "customer_code": order.customer_code,
                 "channel": order.channel,
