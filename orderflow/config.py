@@ -48,7 +48,7 @@ class Settings(BaseSettings):
     carrier_mode: str = "normal"
     carrier_delay_seconds: float = 0.0
     # How long a shipped order waits for a delivery confirmation before asking the carrier.
-    delivery_poll_seconds: float = 60.0
+    delivery_poll_seconds: float = 10.0
 
     # Days an invoice may be overdue before the customer's orders need a credit controller.
     overdue_grace_days: int = 7
