@@ -18,13 +18,14 @@ import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
-# Custom search attributes every Orderflow namespace needs (name -> Temporal type).
+from temporalio.common import SearchAttributeIndexedValueType
+
+from orderflow.domain import search_attributes
+
+# The dev server's --search-attribute flags, from the one list in domain/search_attributes.
 SEARCH_ATTRIBUTES: dict[str, str] = {
-    "OrderStatus": "Keyword",
-    "CustomerCode": "Keyword",
-    "Channel": "Keyword",
-    "OrderTotal": "Double",
-    "AwaitingRole": "Keyword",
+    key.name: SearchAttributeIndexedValueType(key.indexed_value_type).name.title()
+    for key in search_attributes.ALL
 }
 
 PG_SYSTEM_USER = "embedded_postgres"
@@ -114,8 +115,11 @@ def _prepare_for_system_user(data_dir: Path) -> str | None:
     ensure_folder_permissions(_pg_bin(), read | stat.S_IXGRP | stat.S_IXOTH)
     ensure_folder_permissions(_pg_bin().parent / "lib", read)
     ensure_prefix_permissions(data_dir)
-    for path in [data_dir, *data_dir.rglob("*")]:
-        os.chown(path, entry.pw_uid, entry.pw_gid)
+    # The cluster's files are the server's from initdb on; only a new (or foreign) data
+    # directory needs handing over, so a large database is not walked at every start.
+    if data_dir.stat().st_uid != entry.pw_uid:
+        for path in [data_dir, *data_dir.rglob("*")]:
+            os.chown(path, entry.pw_uid, entry.pw_gid)
     return PG_SYSTEM_USER
 
 

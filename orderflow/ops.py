@@ -51,9 +51,13 @@ async def _why_in_db(sessions: SessionFactory, order: Order) -> str:
             ).all()
             return "short of stock: " + ", ".join(f"{sku} x{qty}" for sku, qty in short)
         held = await s.scalar(
-            select(Alert.summary).where(Alert.order_id == order.id, Alert.status == "open",
-                                        Alert.kind == "carrier_failed")
-            .order_by(Alert.created_at.desc()).limit(1))
+            select(Alert.summary)
+            .where(
+                Alert.order_id == order.id, Alert.status == "open", Alert.kind == "carrier_failed"
+            )
+            .order_by(Alert.created_at.desc())
+            .limit(1)
+        )
         if held:
             return f"carrier booking on hold: {held}"
         if order.status in (OrderStatus.SHIPPED.value, OrderStatus.INVOICED.value):

@@ -18,7 +18,6 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
 from temporalio.client import Client
-from temporalio.common import SearchAttributeKey
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
@@ -30,17 +29,12 @@ from orderflow.config import Settings
 from orderflow.db.migrate import upgrade
 from orderflow.db.models import Order
 from orderflow.db.session import SessionFactory, make_engine, make_session_factory
+from orderflow.domain import search_attributes
 from orderflow.domain.payloads import ROLES
 from orderflow.domain.status import FINAL_STATUSES
-from orderflow.embedded import SEARCH_ATTRIBUTES, EmbeddedPostgres, free_port, venv_binary
+from orderflow.embedded import EmbeddedPostgres, free_port, venv_binary
 from orderflow.workers.main import order_worker
 from tests.utils import Stack
-
-
-def _sa_key(name: str, kind: str) -> SearchAttributeKey:  # type: ignore[type-arg]
-    return {"Keyword": SearchAttributeKey.for_keyword, "Double": SearchAttributeKey.for_float}[
-        kind
-    ](name)
 
 
 @pytest.fixture(scope="session")
@@ -71,7 +65,7 @@ async def temporal_env() -> AsyncIterator[WorkflowEnvironment]:
     env = await WorkflowEnvironment.start_local(
         dev_server_existing_path=venv_binary("temporal"),
         data_converter=pydantic_data_converter,
-        search_attributes=[_sa_key(n, k) for n, k in SEARCH_ATTRIBUTES.items()],
+        search_attributes=list(search_attributes.ALL),
         port=free_port(),
         dev_server_extra_args=["--http-port", str(free_port()), "--metrics-port", str(free_port())],
     )
@@ -87,14 +81,13 @@ async def time_env() -> AsyncIterator[WorkflowEnvironment]:
         port=free_port(),
     )
     # The test server knows no custom search attributes until told, like a real cluster.
-    kinds = {
-        "Keyword": IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD,
-        "Double": IndexedValueType.INDEXED_VALUE_TYPE_DOUBLE,
-    }
     await env.client.operator_service.add_search_attributes(
         AddSearchAttributesRequest(
             namespace="default",
-            search_attributes={n: kinds[k] for n, k in SEARCH_ATTRIBUTES.items()},
+            search_attributes={
+                key.name: IndexedValueType.ValueType(key.indexed_value_type)
+                for key in search_attributes.ALL
+            },
         )
     )
     yield env

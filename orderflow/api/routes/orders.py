@@ -19,7 +19,7 @@ from orderflow.api.errors import ProblemsError
 from orderflow.api.intake import OrderStartError, create_order
 from orderflow.db.models import Approval, Invoice, Order, OrderEvent, OrderLine, Shipment
 from orderflow.domain.payloads import CancelRequest, Decision, Model, Money, OrderIn, OrderState
-from orderflow.domain.status import FINAL_STATUSES, OrderStatus
+from orderflow.domain.status import FINAL_STATUSES, SHIPPED_OR_LATER, OrderStatus
 from orderflow.metrics import INTAKE_SECONDS, ORDERS_REFUSED, ORDERS_STARTED
 from orderflow.temporal_client import temporal_ui_link, workflow_id
 
@@ -329,15 +329,7 @@ async def cancel(
 ) -> OrderState:
     """Cancel before shipment; everything already done is compensated."""
     order = await _order_or_404(session, order_id)
-    if order.status in {
-        s.value
-        for s in (
-            OrderStatus.SHIPPED,
-            OrderStatus.INVOICED,
-            OrderStatus.DELIVERED,
-            OrderStatus.COMPLETED,
-        )
-    }:
+    if order.status in {st.value for st in SHIPPED_OR_LATER}:
         raise HTTPException(
             409,
             f"order {order_id} is {order.status}: it has shipped, so it "
