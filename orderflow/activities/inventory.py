@@ -13,17 +13,19 @@ from orderflow.activities.base import DbActivities
 from orderflow.db import repo
 from orderflow.db.models import OrderLine, Product, ProductionOrder, Reservation, Stock
 from orderflow.domain.payloads import Compensation, OrderRef, ReserveResult, StatusChange
-from orderflow.domain.status import OrderStatus
+from orderflow.domain.status import OrderStatus, wave_key
 
 
 class InventoryActivities(DbActivities):
     @activity.defn(name="inventory.reserve")
     async def reserve(self, ref: OrderRef) -> ReserveResult:
-        """Reserve every line that has no reservation yet; report the lines that are short."""
+        """Reserve what is available of every line still short (first come, first served:
+        an order keeps what it holds); report what is still missing."""
         short: dict[str, int] = {}
         production: dict[str, int] = {}
         async with self.tx() as s:
-            # Lock in SKU order so two orders sharing SKUs can never deadlock.
+            # Lock in SKU order (lines, then each stock row) so two orders sharing SKUs can
+            # never deadlock; the locked lines also make a retried reservation a no-op.
             lines = (
                 await s.scalars(
                     select(OrderLine)
@@ -40,37 +42,17 @@ class InventoryActivities(DbActivities):
                 )
             )
             for line in lines:
-                if line.reserved_qty >= line.quantity:
+                need = line.quantity - line.reserved_qty - line.shipped_qty
+                if need <= 0:
                     continue
                 if line.sku in made_to_order:
                     # Made for this order: its production order's completion reserves it.
                     production[line.sku] = await self._production_order(s, line)
                     continue
-                taken = await s.execute(
-                    update(Stock)
-                    .where(Stock.sku == line.sku, Stock.on_hand - Stock.reserved >= line.quantity)
-                    .values(reserved=Stock.reserved + line.quantity, updated_at=func.now())
-                    .returning(Stock.sku)
-                )
-                if taken.first() is None:
-                    short[line.sku] = line.quantity
-                    continue
-                inserted = await s.execute(
-                    insert(Reservation)
-                    .values(
-                        order_id=ref.order_id,
-                        order_line_id=line.id,
-                        sku=line.sku,
-                        quantity=line.quantity,
-                        status="active",
-                    )
-                    .on_conflict_do_nothing(constraint="uq_reservations_line")
-                    .returning(Reservation.id)
-                )
-                if inserted.first() is None:
-                    # Cannot happen while the lines are locked; roll back rather than double-book.
-                    raise RuntimeError(f"line {line.id} already has a reservation")
-                line.reserved_qty = line.quantity
+                taken = await self._take(s, line, need)
+                if taken < need:
+                    short[line.sku] = need - taken
+            ready = sum(ln.reserved_qty for ln in lines)
             if short or production:
                 waiting = [f"{k} x{v}" for k, v in sorted(short.items())] + [
                     f"{sku} in production order #{pid}" for sku, pid in sorted(production.items())
@@ -80,8 +62,13 @@ class InventoryActivities(DbActivities):
                     StatusChange(
                         order_id=ref.order_id,
                         status=OrderStatus.BACKORDERED,
-                        step_key=f"backordered:{','.join(sorted([*short, *production]))}",
-                        detail="waiting for: " + ", ".join(waiting),
+                        step_key=wave_key(
+                            f"backordered:{','.join(sorted([*short, *production]))}",
+                            ref.shipment_no,
+                        ),
+                        detail="waiting for: "
+                        + ", ".join(waiting)
+                        + (f"; {ready} unit(s) reserved" if ready else ""),
                     ),
                 )
             else:
@@ -90,15 +77,44 @@ class InventoryActivities(DbActivities):
                     StatusChange(
                         order_id=ref.order_id,
                         status=OrderStatus.RESERVED,
-                        step_key="reserved",
-                        detail=f"{len(lines)} line(s) reserved",
+                        step_key=wave_key("reserved", ref.shipment_no),
+                        detail=f"{ready} unit(s) on {len(lines)} line(s) reserved",
                     ),
                 )
         return ReserveResult(
             fully_reserved=not short and not production,
+            ready_units=ready,
             short=short,
             in_production={sku: pid for sku, pid in production.items()},
         )
+
+    @staticmethod
+    async def _take(s, line: OrderLine, need: int) -> int:  # type: ignore[no-untyped-def]
+        """Reserve up to `need` units of the line's SKU; answers how many it got."""
+        stock = await s.scalar(select(Stock).where(Stock.sku == line.sku).with_for_update())
+        available = stock.on_hand - stock.reserved if stock is not None else 0
+        taken = min(need, max(available, 0))
+        if taken <= 0:
+            return 0
+        stock.reserved += taken
+        stock.updated_at = func.now()
+        seq = await s.scalar(
+            select(func.count())
+            .select_from(Reservation)
+            .where(Reservation.order_line_id == line.id)
+        )
+        await s.execute(
+            insert(Reservation).values(
+                order_id=line.order_id,
+                order_line_id=line.id,
+                sku=line.sku,
+                quantity=taken,
+                status="active",
+                seq=int(seq or 0) + 1,
+            )
+        )
+        line.reserved_qty += taken
+        return taken
 
     async def _production_order(self, s, line: OrderLine) -> int:  # type: ignore[no-untyped-def]
         """The line's production order, created once."""
@@ -140,7 +156,9 @@ class InventoryActivities(DbActivities):
                     .values(reserved=Stock.reserved - qty, updated_at=func.now())
                 )
                 await s.execute(
-                    update(OrderLine).where(OrderLine.id == line_id).values(reserved_qty=0)
+                    update(OrderLine)
+                    .where(OrderLine.id == line_id)
+                    .values(reserved_qty=OrderLine.reserved_qty - qty)
                 )
             await s.execute(
                 update(ProductionOrder)
@@ -150,7 +168,7 @@ class InventoryActivities(DbActivities):
             await repo.record_event(
                 s,
                 comp.order_id,
-                "compensate:reservation",
+                wave_key("compensate:reservation", comp.from_shipment),
                 status=None,
                 kind="compensation",
                 detail=f"released {sum(r[1] for r in rows)} unit(s) on {len(rows)} line(s)",

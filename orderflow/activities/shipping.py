@@ -13,21 +13,23 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from orderflow.activities.base import DbActivities
+from orderflow.activities.billing import credit_invoice
 from orderflow.config import Settings
 from orderflow.db import repo
-from orderflow.db.models import OrderLine, Reservation, Shipment, Stock
+from orderflow.db.models import Invoice, OrderLine, Reservation, Shipment, Stock
 from orderflow.db.session import SessionFactory
 from orderflow.domain.payloads import (
     Booking,
     Compensation,
     DeliveryEvent,
+    ShipmentLoss,
     ShipmentRecord,
     ShipmentRequest,
     StatusChange,
     TrackRequest,
     TrackResult,
 )
-from orderflow.domain.status import OrderStatus
+from orderflow.domain.status import OrderStatus, wave_key
 
 
 class Carrier(Protocol):
@@ -132,7 +134,7 @@ class ShippingActivities(DbActivities):
                     await s.execute(
                         update(Reservation)
                         .where(Reservation.order_id == rec.order_id, Reservation.status == "active")
-                        .values(status="consumed")
+                        .values(status="consumed", shipment_no=rec.shipment_no)
                         .returning(Reservation.sku, Reservation.quantity, Reservation.order_line_id)
                     )
                 ).all()
@@ -184,7 +186,15 @@ class ShippingActivities(DbActivities):
                     type="UnknownShipment",
                     non_retryable=True,
                 )
-            if event.status == "delivered":
+            open_left = await s.scalar(
+                select(func.count())
+                .select_from(Shipment)
+                .where(
+                    Shipment.order_id == order_id,
+                    Shipment.status.not_in(["delivered", "cancelled", "lost"]),
+                )
+            )
+            if event.status == "delivered" and not open_left:
                 await repo.apply_status(
                     s,
                     StatusChange(
@@ -202,7 +212,8 @@ class ShippingActivities(DbActivities):
                     f"carrier:{event.tracking_number}:{event.status}",
                     status=None,
                     kind="carrier",
-                    detail=f"carrier reports {event.status} for {event.tracking_number}",
+                    detail=f"carrier reports {event.status} for {event.tracking_number}"
+                    + (f"; {open_left} shipment(s) still on their way" if open_left else ""),
                 )
 
     @activity.defn(name="shipping.cancel_shipment")
@@ -213,18 +224,24 @@ class ShippingActivities(DbActivities):
             rows = (
                 await s.scalars(
                     select(Shipment).where(
-                        Shipment.order_id == comp.order_id, Shipment.status != "cancelled"
+                        Shipment.order_id == comp.order_id,
+                        Shipment.shipment_no >= comp.from_shipment,
+                        Shipment.status != "cancelled",
                     )
                 )
             ).all()
-            for shipment_no in sorted({1, *(r.shipment_no for r in rows)}):
+            for shipment_no in sorted({comp.from_shipment, *(r.shipment_no for r in rows)}):
                 await self.carrier.cancel(comp.order_id, shipment_no)
             for shipment in rows:
                 shipment.status = "cancelled"
             returned = (
                 await s.execute(
                     update(Reservation)
-                    .where(Reservation.order_id == comp.order_id, Reservation.status == "consumed")
+                    .where(
+                        Reservation.order_id == comp.order_id,
+                        Reservation.status == "consumed",
+                        Reservation.shipment_no >= comp.from_shipment,
+                    )
                     .values(status="released", released_at=func.now())
                     .returning(Reservation.sku, Reservation.quantity, Reservation.order_line_id)
                 )
@@ -247,8 +264,41 @@ class ShippingActivities(DbActivities):
             await repo.record_event(
                 s,
                 comp.order_id,
-                "compensate:shipment",
+                wave_key("compensate:shipment", comp.from_shipment),
                 status=None,
                 kind="compensation",
                 detail=f"{len(rows)} shipment(s) cancelled with the carrier",
+            )
+
+    @activity.defn(name="shipping.mark_lost")
+    async def mark_lost(self, loss: ShipmentLoss) -> None:
+        """Ops called a shipment lost after a carrier exception: the customer does not pay
+        for goods that never arrived (its invoice is credited); the goods stay written out."""
+        async with self.tx() as s:
+            shipment = (
+                await s.scalars(
+                    select(Shipment).where(Shipment.tracking_number == loss.tracking_number)
+                )
+            ).one()
+            shipment.status = "lost"
+            invoice = await s.scalar(
+                select(Invoice).where(
+                    Invoice.order_id == loss.order_id,
+                    Invoice.shipment_no == shipment.shipment_no,
+                )
+            )
+            reason = f"shipment {loss.tracking_number} lost in transit"
+            if invoice is not None:
+                await credit_invoice(s, invoice, reason)
+            await repo.record_event(
+                s,
+                loss.order_id,
+                f"lost:{loss.tracking_number}",
+                status=None,
+                kind="carrier",
+                actor=loss.by,
+                detail=f"{reason} (ops: {loss.by}"
+                + (f", {loss.comment}" if loss.comment else "")
+                + ")"
+                + (f"; credit note for {invoice.number}" if invoice is not None else ""),
             )

@@ -12,7 +12,7 @@ from orderflow.activities.base import DbActivities
 from orderflow.db import repo
 from orderflow.db.models import OrderLine, PickList, Product
 from orderflow.domain.payloads import Compensation, OrderRef, PackResult, StatusChange
-from orderflow.domain.status import OrderStatus
+from orderflow.domain.status import OrderStatus, wave_key
 
 UNITS_PER_PACKAGE = 50
 
@@ -33,15 +33,15 @@ class WarehouseActivities(DbActivities):
             lines = [{"sku": sku, "bin_location": b, "quantity": q} for sku, b, q in rows]
             await s.execute(
                 insert(PickList)
-                .values(order_id=ref.order_id, lines=lines, status="open")
-                .on_conflict_do_nothing(constraint="uq_pick_lists_order")
+                .values(order_id=ref.order_id, wave=ref.shipment_no, lines=lines, status="open")
+                .on_conflict_do_nothing(constraint="uq_pick_lists_order_wave")
             )
             await repo.apply_status(
                 s,
                 StatusChange(
                     order_id=ref.order_id,
                     status=OrderStatus.PICKING,
-                    step_key="picking",
+                    step_key=wave_key("picking", ref.shipment_no),
                     detail="pick list: "
                     + ", ".join(f"{r['bin_location']} {r['sku']} x{r['quantity']}" for r in lines),
                 ),
@@ -51,7 +51,11 @@ class WarehouseActivities(DbActivities):
     async def pack(self, ref: OrderRef) -> PackResult:
         async with self.tx() as s:
             pick = (
-                await s.scalars(select(PickList).where(PickList.order_id == ref.order_id))
+                await s.scalars(
+                    select(PickList).where(
+                        PickList.order_id == ref.order_id, PickList.wave == ref.shipment_no
+                    )
+                )
             ).one()
             units = sum(int(line["quantity"]) for line in pick.lines)
             packages = max(1, math.ceil(units / UNITS_PER_PACKAGE))
@@ -65,7 +69,7 @@ class WarehouseActivities(DbActivities):
                 StatusChange(
                     order_id=ref.order_id,
                     status=OrderStatus.PACKED,
-                    step_key="packed",
+                    step_key=wave_key("packed", ref.shipment_no),
                     detail=f"{units} unit(s) in {packages} package(s)",
                 ),
             )
@@ -78,13 +82,17 @@ class WarehouseActivities(DbActivities):
         async with self.tx() as s:
             await s.execute(
                 update(PickList)
-                .where(PickList.order_id == comp.order_id, PickList.status != "cancelled")
+                .where(
+                    PickList.order_id == comp.order_id,
+                    PickList.wave >= comp.from_shipment,
+                    PickList.status != "cancelled",
+                )
                 .values(status="cancelled")
             )
             await repo.record_event(
                 s,
                 comp.order_id,
-                "compensate:pick_list",
+                wave_key("compensate:pick_list", comp.from_shipment),
                 status=None,
                 kind="compensation",
                 detail="pick list cancelled, goods returned to their bins",

@@ -7,8 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import select
@@ -27,19 +26,17 @@ from orderflow.api.errors import ProblemsError
 from orderflow.config import Settings
 from orderflow.db import repo
 from orderflow.db.models import (
-    Customer,
     IdempotencyKey,
     Order,
     OrderEvent,
     OrderLine,
     RejectedAttempt,
 )
+from orderflow.db.quotes import quote
 from orderflow.db.session import SessionFactory
 from orderflow.domain.payloads import OrderIn, OrderWorkflowInput, Problem, RoutingRule, SlaPolicy
-from orderflow.domain.pricing import PricedOrder, PriceRules, price_order
 from orderflow.domain.search_attributes import CHANNEL, CUSTOMER, STATUS, TOTAL
 from orderflow.domain.status import OrderStatus
-from orderflow.domain.validation import validate_order
 from orderflow.temporal_client import workflow_id
 
 
@@ -52,7 +49,10 @@ class OrderStartError(RuntimeError):
 
 
 def request_hash(body: OrderIn) -> str:
-    canonical = json.dumps(body.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    fields = body.model_dump(mode="json")
+    if fields.get("allow_partial_shipment") is None:
+        del fields["allow_partial_shipment"]  # added later: keeps older keys' hashes valid
+    canonical = json.dumps(fields, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
@@ -63,6 +63,7 @@ def workflow_input(
     total: Any,
     settings: Settings,
     routing: tuple[list[RoutingRule], int],
+    allow_partial: bool = False,
 ) -> OrderWorkflowInput:
     """The rules in force now travel with the order for its whole life."""
     return OrderWorkflowInput(
@@ -82,6 +83,7 @@ def workflow_input(
         backorder_max_seconds=settings.backorder_max_seconds,
         backorder_alert_seconds=settings.backorder_alert_seconds,
         delivery_alert_seconds=settings.delivery_alert_seconds,
+        allow_partial=allow_partial,
     )
 
 
@@ -192,62 +194,9 @@ async def _ensure_started(
         order.total,
         settings,
         await repo.load_routing(session),
+        order.allow_partial,
     )
     await start_order_workflow(client, inp, settings.task_queue)
-
-
-@dataclass
-class Quote:
-    """An order checked and priced against the catalogue, before anything is written."""
-
-    problems: list[Problem]
-    availability: list[dict[str, Any]]
-    customer: Customer | None
-    priced: PricedOrder | None
-    rules_version: str
-    snapshot: repo.RuleSnapshot
-
-
-# One per process: it re-reads the rule versions for every order, so it is never stale.
-RULES = repo.RuleCache()
-
-
-async def quote(session: AsyncSession, body: OrderIn, today: date) -> Quote:
-    """Validate and price a draft order; the same for POST /orders and the price preview."""
-    snapshot = await RULES.get(session)
-    customer_row = await session.get(Customer, body.customer_code)
-    skus = [line.sku for line in body.lines]
-    products = await repo.load_products(session, skus)
-    rules = snapshot.price_rules(customer_row.tier, skus) if customer_row else PriceRules()
-    special = snapshot.special_prices(customer_row.code, skus) if customer_row else {}
-    customer = repo.customer_facts(customer_row, special)
-    problems = validate_order(body, customer, products, today)
-    stock = await repo.load_stock(session, skus)
-    availability = []
-    for line in body.lines:
-        facts = stock.get(line.sku)
-        available = facts.available if facts else 0
-        availability.append(
-            {
-                "sku": line.sku,
-                "available": available,
-                "short": max(line.quantity - available, 0),
-                "expected_date": str(facts.next_receipt)
-                if facts and facts.next_receipt and line.quantity > available
-                else None,
-            }
-        )
-    priced = None
-    if not problems:
-        assert customer is not None
-        priced = price_order(
-            [(ln.sku, ln.quantity, ln.unit_price) for ln in body.lines],
-            products,
-            customer,
-            rules,
-            today,
-        )
-    return Quote(problems, availability, customer_row, priced, rules.version, snapshot)
 
 
 async def _persist(
@@ -284,6 +233,11 @@ async def _persist(
             "country": customer_row.country,
         }
     )
+    allow_partial = (
+        customer_row.allow_partial_shipment
+        if body.allow_partial_shipment is None
+        else body.allow_partial_shipment
+    )
     order_id = await repo.next_order_id(session)
     session.add(
         Order(
@@ -301,6 +255,7 @@ async def _persist(
             special_instructions=body.special_instructions or None,
             price_rules_version=f"{q.rules_version}/routing:{routing[1]}",
             created_by=actor,
+            allow_partial=allow_partial,
         )
     )
     await session.flush()
@@ -362,5 +317,7 @@ async def _persist(
             IdempotencyKey(key=key, request_hash=digest, order_id=order_id, response=answer)
         )
     await session.commit()
-    inp = workflow_input(order_id, customer_row.code, body.channel, priced.total, settings, routing)
+    inp = workflow_input(
+        order_id, customer_row.code, body.channel, priced.total, settings, routing, allow_partial
+    )
     return answer, inp

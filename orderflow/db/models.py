@@ -19,6 +19,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
     func,
 )
 from sqlalchemy.dialects.postgresql import JSONB
@@ -53,6 +54,10 @@ class Customer(Base):
     postal_code: Mapped[str] = mapped_column(String(20))
     country: Mapped[str] = mapped_column(String(2))
     status: Mapped[str] = mapped_column(String(20), default="active")
+    # Whether this customer takes what is in stock now and the rest in a later shipment.
+    allow_partial_shipment: Mapped[bool] = mapped_column(
+        Boolean, default=False, server_default=false()
+    )
     created_at: Mapped[datetime] = _now()
 
 
@@ -118,6 +123,8 @@ class Order(Base):
     price_rules_version: Mapped[str] = mapped_column(String(40))
     created_by: Mapped[str] = mapped_column(String(100))
     failure_reason: Mapped[str | None] = mapped_column(Text)
+    # Ship what is in stock now and the rest later (resolved from the customer at intake).
+    allow_partial: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     created_at: Mapped[datetime] = _now()
     updated_at: Mapped[datetime] = _now()
 
@@ -167,7 +174,8 @@ class OrderEvent(Base):
 class Reservation(Base):
     __tablename__ = "reservations"
     __table_args__ = (
-        UniqueConstraint("order_line_id", name="uq_reservations_line"),
+        # A line can be reserved in several goes (partial shipment): one row per go.
+        UniqueConstraint("order_line_id", "seq", name="uq_reservations_line_seq"),
         CheckConstraint("quantity >= 0", name="quantity_non_negative"),
         CheckConstraint("status IN ('active','released','consumed')", name="status_known"),
     )
@@ -177,6 +185,9 @@ class Reservation(Base):
     sku: Mapped[str] = mapped_column(ForeignKey("products.sku"))
     quantity: Mapped[int] = mapped_column(Integer)
     status: Mapped[str] = mapped_column(String(20), default="active")
+    seq: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
+    # The shipment that took these goods out (set when the reservation is consumed).
+    shipment_no: Mapped[int | None] = mapped_column(Integer)
     created_at: Mapped[datetime] = _now()
     released_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
@@ -184,11 +195,13 @@ class Reservation(Base):
 class PickList(Base):
     __tablename__ = "pick_lists"
     __table_args__ = (
-        UniqueConstraint("order_id", name="uq_pick_lists_order"),
+        UniqueConstraint("order_id", "wave", name="uq_pick_lists_order_wave"),
         CheckConstraint("status IN ('open','packed','cancelled')", name="status_known"),
     )
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
     order_id: Mapped[str] = mapped_column(ForeignKey("orders.id", ondelete="CASCADE"))
+    # One pick list per shipment of the order (1, 2, ... with partial shipment).
+    wave: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
     status: Mapped[str] = mapped_column(String(20), default="open")
     # [{sku, bin_location, quantity}] in walking order (by bin location).
     lines: Mapped[list[dict[str, Any]]] = mapped_column(JSONB)
@@ -202,7 +215,7 @@ class Shipment(Base):
         UniqueConstraint("order_id", "shipment_no", name="uq_shipments_order_no"),
         UniqueConstraint("tracking_number", name="uq_shipments_tracking"),
         CheckConstraint(
-            "status IN ('booked','in_transit','delivered','exception','cancelled')",
+            "status IN ('booked','in_transit','delivered','exception','cancelled','lost')",
             name="status_known",
         ),
     )
@@ -220,12 +233,14 @@ class Shipment(Base):
 class Invoice(Base):
     __tablename__ = "invoices"
     __table_args__ = (
-        UniqueConstraint("order_id", name="uq_invoices_order"),
+        UniqueConstraint("order_id", "shipment_no", name="uq_invoices_order_shipment"),
         CheckConstraint("amount >= 0", name="amount_non_negative"),
     )
     number: Mapped[str] = mapped_column(String(40), primary_key=True)
     order_id: Mapped[str] = mapped_column(ForeignKey("orders.id", ondelete="CASCADE"))
     customer_code: Mapped[str] = mapped_column(ForeignKey("customers.code"))
+    # One invoice per shipment: it bills what that shipment took out.
+    shipment_no: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
     amount: Mapped[Decimal] = mapped_column(MONEY)
     issued_at: Mapped[datetime] = _now()
     due_date: Mapped[date] = mapped_column(Date)

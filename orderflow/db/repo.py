@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from orderflow.db.models import (
     Customer,
     CustomerPrice,
+    Invoice,
     Order,
     OrderEvent,
     Product,
@@ -212,7 +213,14 @@ async def load_credit(
             ).where(Receivable.customer_code == customer_code, Receivable.open_amount > 0)
         )
     ).one()
-    open_q = select(func.coalesce(func.sum(Order.total), 0)).where(
+    # An open order that shipped part of itself (partial shipment) is billed for that part.
+    billed = (
+        select(func.coalesce(func.sum(Invoice.amount), 0))
+        .where(Invoice.order_id == Order.id, Invoice.credited.is_(False))
+        .correlate(Order)
+        .scalar_subquery()
+    )
+    open_q = select(func.coalesce(func.sum(Order.total - billed), 0)).where(
         Order.customer_code == customer_code,
         Order.status.in_([s.value for s in UNBILLED_OPEN]),
     )

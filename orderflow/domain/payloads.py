@@ -58,6 +58,23 @@ class OrderIn(Model):
     ship_to: Address | None = None
     requested_delivery_date: date | None = None
     special_instructions: Annotated[str, StringConstraints(max_length=2000)] | None = None
+    # Ship what is in stock now and the rest later; unset: the customer's setting decides.
+    allow_partial_shipment: bool | None = None
+
+
+class AmendIn(Model):
+    """The body of PATCH /orders/{id}: only what changes. `lines` replaces all lines."""
+
+    lines: list[OrderLineIn] | None = Field(default=None, min_length=1, max_length=500)
+    ship_to: Address | None = None
+    requested_delivery_date: date | None = None
+    comment: Annotated[str, StringConstraints(max_length=2000)] = ""
+
+    @model_validator(mode="after")
+    def _something_changes(self) -> AmendIn:
+        if self.lines is None and self.ship_to is None and self.requested_delivery_date is None:
+            raise ValueError("give at least one of lines, ship_to, requested_delivery_date")
+        return self
 
 
 class Problem(Model):
@@ -146,10 +163,58 @@ class OrderWorkflowInput(Model):
     # Longer than this in one waiting status raises an alert (the order keeps waiting).
     backorder_alert_seconds: float = 24 * 3600
     delivery_alert_seconds: float = 3 * 24 * 3600
+    # Ship what is reserved while the rest waits (a second shipment follows).
+    allow_partial: bool = False
 
 
 class OrderRef(Model):
     order_id: str
+    # Which shipment of the order a warehouse or billing step is for (partial shipment).
+    shipment_no: int = 1
+
+
+class Amendment(Model):
+    """The `amend` update: what changes and who asks."""
+
+    change: AmendIn
+    by: str = "unknown"
+    role: str = ""
+
+
+class ExceptionDecision(Model):
+    """Ops' call on a shipment the carrier reported an exception for."""
+
+    action: Literal["lost", "wait"]
+    comment: str = ""
+    by: str = "unknown"
+
+
+class ShipmentLoss(Model):
+    order_id: str
+    tracking_number: str
+    by: str
+    comment: str = ""
+
+
+class AmendRequest(Model):
+    """An amendment as the workflow hands it to its activity."""
+
+    order_id: str
+    amend_id: str
+    by: str
+    change: AmendIn
+    routing: list[RoutingRule] = Field(default_factory=list)
+    overdue_grace_days: int = 7
+
+
+class AmendResult(Model):
+    ok: bool
+    problems: list[Problem] = Field(default_factory=list)
+    # What changed, in words (for the timeline and the answer).
+    summary: str = ""
+    lines_changed: bool = False
+    total: Money = Decimal("0")
+    levels: list[ApprovalLevel] = Field(default_factory=list)
 
 
 class AssessRequest(Model):
@@ -180,6 +245,8 @@ class StatusChange(Model):
 
 class ReserveResult(Model):
     fully_reserved: bool
+    # Units reserved and not yet shipped: what a partial shipment can take now.
+    ready_units: int = 0
     short: dict[str, int] = Field(default_factory=dict)
     # Make-to-order lines waiting for production: SKU -> production order id.
     in_production: dict[str, int] = Field(default_factory=dict)
@@ -236,10 +303,14 @@ class DecisionRecord(Model):
     order_id: str
     level: int
     role: str
-    status: Literal["pending", "approved", "rejected", "timed_out", "escalated", "cancelled"]
+    status: Literal[
+        "pending", "approved", "rejected", "timed_out", "escalated", "cancelled", "superseded"
+    ]
     decided_by: str | None = None
     comment: str = ""
     reason: str = ""
+    # The order total the decision was given for: it does not cover a larger one.
+    amount: Money | None = None
 
 
 class CancelRequest(Model):
@@ -251,6 +322,9 @@ class Compensation(Model):
     order_id: str
     step: Literal["reservation", "pick_list", "shipment", "invoice"]
     reason: str = ""
+    # Undo only shipments (and their pick lists and invoices) from this number on: the ones
+    # before it are with the customer (partial shipment).
+    from_shipment: int = 1
 
 
 class Alert(Model):
@@ -285,6 +359,9 @@ class OrderState(Model):
     failure: str | None = None
     # Why the carrier booking waits for ops (retry or cancel), when it does.
     shipping_held: str | None = None
+    # A shipment the carrier reported an exception for, waiting for ops to decide.
+    exception_on: str | None = None
+    amendments: int = 0
 
 
 class ImportInput(Model):

@@ -28,6 +28,15 @@ FINAL_STATUSES = frozenset(
 SHIPPED_OR_LATER = frozenset(
     {OrderStatus.SHIPPED, OrderStatus.INVOICED, OrderStatus.DELIVERED, OrderStatus.COMPLETED}
 )
+# Lines can change only before stock is reserved for them.
+LINES_AMENDABLE = frozenset(
+    {
+        OrderStatus.RECEIVED,
+        OrderStatus.VALIDATED,
+        OrderStatus.AWAITING_APPROVAL,
+        OrderStatus.APPROVED,
+    }
+)
 # Statuses in which the order still counts as open, unbilled exposure for credit control.
 UNBILLED_OPEN = frozenset(
     {
@@ -47,3 +56,9 @@ UNBILLED_OPEN = frozenset(
 def can_cancel(status: OrderStatus) -> bool:
     """A cancellation is possible until the goods ship and while the order is not over."""
     return status not in SHIPPED_OR_LATER and status not in FINAL_STATUSES
+
+
+def wave_key(key: str, n: int) -> str:
+    """A timeline step key for the n-th shipment (or approval round) of an order: the first
+    keeps the plain key, so a step is recorded once per shipment."""
+    return key if n == 1 else f"{key}:{n}"

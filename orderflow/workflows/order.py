@@ -19,6 +19,9 @@ from temporalio.workflow import ActivityCancellationType, ParentClosePolicy
 with workflow.unsafe.imports_passed_through():
     from orderflow.domain.payloads import (
         Alert,
+        Amendment,
+        AmendRequest,
+        AmendResult,
         ApprovalLevel,
         Assessment,
         AssessRequest,
@@ -28,12 +31,14 @@ with workflow.unsafe.imports_passed_through():
         Decision,
         DecisionRecord,
         DeliveryEvent,
+        ExceptionDecision,
         Notice,
         OrderRef,
         OrderState,
         OrderWorkflowInput,
         PackResult,
         ReserveResult,
+        ShipmentLoss,
         ShipmentRecord,
         ShipmentRequest,
         StatusChange,
@@ -41,7 +46,13 @@ with workflow.unsafe.imports_passed_through():
         TrackResult,
     )
     from orderflow.domain.search_attributes import AWAITING_ROLE, STATUS
-    from orderflow.domain.status import SHIPPED_OR_LATER, OrderStatus, can_cancel
+    from orderflow.domain.status import (
+        LINES_AMENDABLE,
+        SHIPPED_OR_LATER,
+        OrderStatus,
+        can_cancel,
+        wave_key,
+    )
     from orderflow.workflows.alert import alert_workflow_id
 
 
@@ -92,6 +103,10 @@ class OrderStopped(Exception):
         self.reason = reason
 
 
+class Rerouted(Exception):
+    """An amendment changed which approvals the order needs: route it again."""
+
+
 def _waiting_for(result: ReserveResult) -> str:
     """'SKU-A x3, SKU-B (production order #7)': what a backorder waits for."""
     return ", ".join(
@@ -126,6 +141,24 @@ class OrderWorkflow:
         self.shipping_held: str | None = None
         self.retry_shipping_by: str | None = None
         self._published: tuple[str, str | None] = (OrderStatus.RECEIVED.value, None)
+        # Amendments: one at a time; lines only until reservation starts.
+        self.total = None
+        self.amending = False
+        self.amendments = 0
+        self.lines_locked = False
+        self.reroute: list[ApprovalLevel] | None = None
+        self.settling = False
+        self.approval_round = 1
+        # Per routed role: the largest order total it approved (covers no larger total).
+        self.approved_for: dict[str, object] = {}
+        # Partial shipment: shipments whose invoice is posted stay with the customer.
+        self.bookings: list[Booking] = []
+        self.closed_waves = 0
+        self.remainder_cancelled: str | None = None
+        # A carrier exception waiting for ops' decision.
+        self.exception_on: str | None = None
+        self.exception_decision: ExceptionDecision | None = None
+        self.lost: list[str] = []
         # Notices to approvers run beside the order; awaited before it ends.
         self.outbound: list[workflow.ActivityHandle] = []
 
@@ -143,6 +176,8 @@ class OrderWorkflow:
             cancel_reason=self.cancel_request.reason if self.cancel_request else None,
             failure=self.failure,
             shipping_held=self.shipping_held,
+            exception_on=self.exception_on,
+            amendments=self.amendments,
         )
 
     def _decision_problem(self, d: Decision) -> ApplicationError | None:
@@ -150,6 +185,12 @@ class OrderWorkflow:
             return ApplicationError(
                 f"order {self.order_id} is {self.status.value}: nothing awaits a decision",
                 type="NothingPending",
+            )
+        if self.amending or self.reroute is not None:
+            return ApplicationError(
+                f"order {self.order_id} is being amended: its approvals are re-evaluated, "
+                "decide on the amended order",
+                type="AmendmentInProgress",
             )
         if d.role != self.awaiting_role:
             return ApplicationError(
@@ -191,7 +232,10 @@ class OrderWorkflow:
     async def cancel(self, req: CancelRequest) -> OrderState:
         """Cancel and compensate; answers when the order has ended (or after 30 s of work)."""
         self.cancel_request = req
-        await workflow.wait_condition(lambda: self.finished, timeout=timedelta(seconds=30))
+        await workflow.wait_condition(
+            lambda: self.finished or self.remainder_cancelled is not None,
+            timeout=timedelta(seconds=30),
+        )
         return self.state()
 
     @cancel.validator
@@ -223,6 +267,100 @@ class OrderWorkflow:
                 type="NothingPending",
             )
 
+    @workflow.update(name="amend")
+    async def amend(self, a: Amendment) -> OrderState:
+        """Change lines (before reservation), ship-to or requested date (before shipment).
+        New lines are re-validated, re-priced and re-routed; answers once the order has
+        settled on its new approval chain."""
+        self.amending = True
+        try:
+            problem = self._amend_problem(a)  # the order may have moved since validation
+            if problem is not None:
+                raise problem
+            result: AmendResult = await workflow.execute_local_activity(
+                "intake.amend_order",
+                AmendRequest(
+                    order_id=self.order_id,
+                    amend_id=str(workflow.uuid4()),
+                    by=a.by,
+                    change=a.change,
+                    routing=self.inp.routing,
+                    overdue_grace_days=self.inp.overdue_grace_days,
+                ),
+                start_to_close_timeout=DB_TIMEOUT,
+                retry_policy=DB_RETRY,
+                result_type=AmendResult,
+            )
+            if not result.ok:
+                raise ApplicationError(
+                    "the amendment is invalid: " + "; ".join(p.message for p in result.problems),
+                    [p.model_dump() for p in result.problems],
+                    type="InvalidAmendment",
+                )
+            self.amendments += 1
+            if result.lines_changed:
+                self.total = result.total
+                self.reroute = self._uncovered(result.levels)
+                self.settling = True
+        finally:
+            self.amending = False
+        await workflow.wait_condition(lambda: not self.settling or self.finished)
+        return self.state()
+
+    @amend.validator
+    def _validate_amend(self, a: Amendment) -> None:
+        if self.amending or self.settling or self.decision is not None:
+            raise ApplicationError(
+                f"order {self.order_id} has an amendment in progress; try again in a moment",
+                type="AmendmentInProgress",
+            )
+        problem = self._amend_problem(a)
+        if problem is not None:
+            raise problem
+
+    def _amend_problem(self, a: Amendment) -> ApplicationError | None:
+        if self.finished or self.cancel_request is not None or not can_cancel(self.status):
+            return ApplicationError(
+                f"order {self.order_id} is {self.status.value}: it can no longer be amended",
+                type="NotAmendable",
+            )
+        if a.change.lines is not None and (self.lines_locked or self.status not in LINES_AMENDABLE):
+            return ApplicationError(
+                f"order {self.order_id} is {self.status.value}: stock is being reserved, so "
+                "only ship_to and requested_delivery_date can change",
+                type="NotAmendable",
+            )
+        return None
+
+    def _uncovered(self, levels: list[ApprovalLevel]) -> list[ApprovalLevel]:
+        """The levels the amended order still needs: an approval already given covers its
+        role up to the total it was given for, never a larger one. Numbered after the
+        levels the order has had, so its history stays whole."""
+        needed = [
+            lvl
+            for lvl in levels
+            if not (lvl.role in self.approved_for and self.approved_for[lvl.role] >= self.total)  # type: ignore[operator]
+        ]
+        first = max((a.level for a in self.approvals), default=0) + 1
+        return [lvl.model_copy(update={"level": first + i}) for i, lvl in enumerate(needed)]
+
+    @workflow.update(name="resolve_exception")
+    async def resolve_exception(self, d: ExceptionDecision) -> OrderState:
+        """Ops' decision on a carrier exception: `lost` credits that shipment's invoice and
+        ends the order failed; `wait` keeps following the shipment."""
+        self.exception_decision = d
+        await workflow.wait_condition(lambda: self.exception_decision is None or self.finished)
+        return self.state()
+
+    @resolve_exception.validator
+    def _validate_resolve(self, d: ExceptionDecision) -> None:
+        if self.exception_on is None or self.exception_decision is not None:
+            raise ApplicationError(
+                f"order {self.order_id} is {self.status.value}: no carrier exception awaits "
+                "a decision",
+                type="NothingPending",
+            )
+
     @workflow.signal(name="carrier_event")
     def carrier_event(self, event: DeliveryEvent) -> None:
         self.carrier_events.append(event)
@@ -249,7 +387,6 @@ class OrderWorkflow:
         return self.state()
 
     async def _pipeline(self) -> None:
-        ref = OrderRef(order_id=self.order_id)
         assessment = await self._db(
             "intake.assess_order",
             AssessRequest(
@@ -263,16 +400,87 @@ class OrderWorkflow:
             problems = "; ".join(p.message for p in assessment.problems)
             raise OrderStopped(OrderStatus.REJECTED, f"validation: {problems}")
         self._moved(OrderStatus.VALIDATED)
-        if assessment.levels:
-            await self._approvals(assessment.levels)
-            await self._db(
-                "orders.set_status",
-                self._change(OrderStatus.APPROVED, "approved", "all approval levels approved"),
-            )
-        self._moved(OrderStatus.APPROVED)
+        self.total = assessment.total
+        await self._approval_stage(assessment.levels)
         self._checkpoint()
 
-        await self._reserve(ref)
+        shipment_no = 1
+        while True:
+            try:
+                if await self._ship(shipment_no):
+                    break
+            except OrderStopped as stop:
+                if not self.closed_waves:
+                    raise
+                # Part of the order is with the customer: only the remainder is undone.
+                await self._undo(stop)
+                self.remainder_cancelled = stop.reason
+                await self._note(
+                    "remainder-cancelled",
+                    f"remainder cancelled ({stop.reason}); the {self.closed_waves} shipment(s) "
+                    "sent stay with the customer",
+                )
+                break
+            shipment_no += 1
+
+        await self._await_delivery(self.bookings)
+        if self.lost:
+            self.compensations.clear()  # lost goods do not come back; their invoice is credited
+            raise OrderStopped(
+                OrderStatus.FAILED,
+                f"shipment {', '.join(self.lost)} lost in transit; its invoice was credited",
+            )
+        self._moved(OrderStatus.DELIVERED)
+        await self._db(
+            "orders.set_status", self._change(OrderStatus.COMPLETED, "completed", "order complete")
+        )
+        self._moved(OrderStatus.COMPLETED)
+
+    async def _approval_stage(self, levels: list[ApprovalLevel]) -> None:
+        """Approvals, routed again whenever an amendment changes what the order needs."""
+        while True:
+            if levels:
+                try:
+                    await self._approvals(levels)
+                except Rerouted:
+                    levels = self._take_reroute()
+                    continue
+                await self._db(
+                    "orders.set_status",
+                    self._change(
+                        OrderStatus.APPROVED,
+                        wave_key("approved", self.approval_round),
+                        "all approval levels approved",
+                    ),
+                )
+            elif self.approval_round > 1:
+                await self._db(
+                    "orders.set_status",
+                    self._change(
+                        OrderStatus.APPROVED,
+                        wave_key("approved", self.approval_round),
+                        "amended: the approvals given cover the order",
+                    ),
+                )
+            self._moved(OrderStatus.APPROVED)
+            if self.amending:  # an amendment started before reservation: let it land
+                await workflow.wait_condition(lambda: not self.amending)
+            if self.reroute is None:
+                break
+            levels = self._take_reroute()
+        self.lines_locked = True
+        self.settling = False
+
+    def _take_reroute(self) -> list[ApprovalLevel]:
+        levels, self.reroute = self.reroute or [], None
+        self.approval_round += 1
+        return levels
+
+    async def _ship(self, n: int) -> bool:
+        """Reserve, pick, pack, book, invoice one shipment; True when the order is all sent
+        (False: a partial shipment went out and the rest follows)."""
+        ref = OrderRef(order_id=self.order_id, shipment_no=n)
+        reserved = await self._reserve(ref)
         await self._db("warehouse.create_pick_list", ref)
         self.compensations.append("pick_list")
         self._moved(OrderStatus.PICKING)
@@ -285,27 +493,27 @@ class OrderWorkflow:
         # from the moment we ask. A cancel interrupts a booking that keeps retrying.
         self.compensations.append("shipment")
         booking = await self._book(
-            ShipmentRequest(order_id=self.order_id, packages=packed.packages)
+            ShipmentRequest(order_id=self.order_id, shipment_no=n, packages=packed.packages)
         )
         # The booking took effect: record it before honouring a cancel, so it is undone.
         await self._db(
             "shipping.record_shipment",
             ShipmentRecord(
-                order_id=self.order_id, shipment_no=1, booking=booking, packages=packed.packages
+                order_id=self.order_id, shipment_no=n, booking=booking, packages=packed.packages
             ),
         )
         self.tracking_numbers.append(booking.tracking_number)
+        self.bookings.append(booking)
         self._moved(OrderStatus.SHIPPED)
         await self._db("billing.invoice", ref)
         self.compensations.append("invoice")
         self._moved(OrderStatus.INVOICED)
-
-        await self._await_delivery(booking)
-        self._moved(OrderStatus.DELIVERED)
-        await self._db(
-            "orders.set_status", self._change(OrderStatus.COMPLETED, "completed", "order complete")
-        )
-        self._moved(OrderStatus.COMPLETED)
+        if reserved.fully_reserved:
+            return True
+        # Shipped and billed: this part is the customer's now, whatever happens to the rest.
+        self.closed_waves = n
+        self.compensations.clear()
+        return False
 
     async def _interruptible(self, name: str, arg, result_type):  # type: ignore[no-untyped-def]
         """A carrier call that a cancel request can cut short (between or during attempts)."""
@@ -360,8 +568,9 @@ class OrderWorkflow:
                 self.shipping_held, self.retry_shipping_by = None, None
                 attempt += 1
 
-    async def _reserve(self, ref: OrderRef) -> None:
-        """Reserve stock; when short, wait in backordered for a replenishment signal."""
+    async def _reserve(self, ref: OrderRef) -> ReserveResult:
+        """Reserve stock; when short, wait in backordered for a replenishment signal (or,
+        when partial shipment is allowed, go with what is reserved)."""
         waited = timedelta(0)
         limit = timedelta(seconds=self.inp.backorder_max_seconds)
         recheck = timedelta(seconds=self.inp.backorder_recheck_seconds)
@@ -373,8 +582,10 @@ class OrderWorkflow:
                 self.compensations.append("reservation")
             if result.fully_reserved:
                 self._moved(OrderStatus.RESERVED)
-                return
+                return result
             self._moved(OrderStatus.BACKORDERED)
+            if self.inp.allow_partial and result.ready_units > 0:
+                return result
             if waited >= limit:
                 await self._alert(
                     "backorder_timeout",
@@ -417,7 +628,8 @@ class OrderWorkflow:
         ]
         for phase, seconds in phases:
             if await self._wait(
-                lambda: self.decision is not None, timedelta(seconds=max(seconds, 0))
+                lambda: self.decision is not None or self.reroute is not None,
+                timedelta(seconds=max(seconds, 0)),
             ):
                 break
             if phase == "reminder":
@@ -446,6 +658,7 @@ class OrderWorkflow:
                     key=f"timeout:{lvl.level}",
                 )
                 if lvl.on_timeout == "approve":
+                    self._approved(lvl.role)
                     await self._close_level(
                         lvl.level,
                         role,
@@ -466,9 +679,16 @@ class OrderWorkflow:
                 raise OrderStopped(
                     OrderStatus.REJECTED, f"approval level {lvl.level} ({role}) timed out"
                 )
+        if self.reroute is not None:
+            await self._close_level(
+                lvl.level, role, "superseded", None, "order amended before a decision", lvl.reason
+            )
+            raise Rerouted()
         d = self.decision
         assert d is not None
         status = "approved" if d.decision == "approve" else "rejected"
+        if status == "approved":
+            self._approved(lvl.role)
         await self._close_level(lvl.level, role, status, d.by, d.comment, lvl.reason)
         self.decision = None
         if status == "rejected":
@@ -478,6 +698,11 @@ class OrderWorkflow:
                 + (f": {d.comment}" if d.comment else ""),
             )
 
+    def _approved(self, role: str) -> None:
+        """Remember the total a role approved: an amendment above it needs the role again."""
+        given = self.approved_for.get(role)
+        self.approved_for[role] = self.total if given is None else max(given, self.total)  # type: ignore[call-overload]
+
     async def _open_level(self, level: int, role: str, reason: str) -> None:
         rec = DecisionRecord(
             order_id=self.order_id, level=level, role=role, status="pending", reason=reason
@@ -485,6 +710,7 @@ class OrderWorkflow:
         await self._db("approvals.open_level", rec)
         self._record_level(level, role, "pending", None, "", reason)
         self._moved(OrderStatus.AWAITING_APPROVAL, awaiting_role=role, level=level)
+        self.settling = False  # an amendment's new chain is open: its caller gets its answer
         await self._notify(
             role,
             f"order {self.order_id} needs your approval (level {level}): {reason}",
@@ -502,6 +728,7 @@ class OrderWorkflow:
             decided_by=by,
             comment=comment,
             reason=reason,
+            amount=self.total if status == "approved" else None,
         )
         await self._db("approvals.record_decision", rec)
         self._record_level(level, role, status, by, comment, reason)
@@ -521,14 +748,22 @@ class OrderWorkflow:
                 decided_by=by,
                 comment=comment,
                 reason=reason,
+                amount=self.total if status == "approved" else None,
             )
         )
 
-    async def _await_delivery(self, booking: Booking) -> None:
+    async def _await_delivery(self, bookings: list[Booking]) -> None:
+        """Follow every shipment until the carrier confirms it delivered (or ops call it
+        lost after a carrier exception)."""
+        pending = {b.tracking_number: b for b in bookings}
         poll = timedelta(seconds=self.inp.delivery_poll_seconds)
         late = workflow.now() + timedelta(seconds=self.inp.delivery_alert_seconds)
-        while True:
-            await self._wait(lambda: bool(self.carrier_events), poll, cancellable=False)
+        while pending:
+            await self._wait(
+                lambda: bool(self.carrier_events) or self.exception_decision is not None,
+                poll,
+                cancellable=False,
+            )
             # Ask the carrier less and less often (up to hourly): a long transit must not
             # fill the history with tracking calls; its webhook still wakes us at once.
             poll = min(poll * 2, max(MAX_DELIVERY_POLL, poll))
@@ -537,40 +772,69 @@ class OrderWorkflow:
                 await self._alert(
                     "delivery_late",
                     "warning",
-                    f"order {self.order_id}: {booking.tracking_number} not confirmed delivered "
+                    f"order {self.order_id}: {', '.join(pending)} not confirmed delivered "
                     f"within {timedelta(seconds=self.inp.delivery_alert_seconds)} of booking",
                 )
+            if self.exception_decision is not None:
+                await self._decide_exception(pending)
+                continue
             if not self.carrier_events:
-                tracked = await self._step(
-                    "shipping.track",
-                    TrackRequest(
-                        tracking_number=booking.tracking_number, booked_at=booking.booked_at
-                    ),
-                    start_to_close_timeout=CARRIER_TIMEOUT,
-                    heartbeat_timeout=CARRIER_HEARTBEAT,
-                    retry_policy=CARRIER_RETRY,
-                    result_type=TrackResult,
-                )
-                if tracked.status in ("delivered", "exception"):
-                    self.carrier_events.append(
-                        DeliveryEvent(
-                            tracking_number=booking.tracking_number,
-                            status=tracked.status,
-                            at=tracked.at,
-                        )
+                for booking in list(pending.values()):
+                    tracked = await self._step(
+                        "shipping.track",
+                        TrackRequest(
+                            tracking_number=booking.tracking_number, booked_at=booking.booked_at
+                        ),
+                        start_to_close_timeout=CARRIER_TIMEOUT,
+                        heartbeat_timeout=CARRIER_HEARTBEAT,
+                        retry_policy=CARRIER_RETRY,
+                        result_type=TrackResult,
                     )
-            while self.carrier_events:
+                    if tracked.status in ("delivered", "exception"):
+                        self.carrier_events.append(
+                            DeliveryEvent(
+                                tracking_number=booking.tracking_number,
+                                status=tracked.status,
+                                at=tracked.at,
+                            )
+                        )
+            while self.carrier_events and pending:
                 event = self.carrier_events.pop(0)
                 await self._db("shipping.record_delivery", event)
                 if event.status == "delivered":
-                    return
-                if event.status == "exception":
+                    pending.pop(event.tracking_number, None)
+                    if self.exception_on == event.tracking_number:
+                        self.exception_on = None  # the carrier found it after all
+                elif event.status == "exception" and event.tracking_number in pending:
+                    self.exception_on = event.tracking_number
                     await self._alert(
                         "carrier_exception",
                         "warning",
-                        f"carrier reports an exception on {event.tracking_number}",
+                        f"carrier reports an exception on {event.tracking_number}; if the "
+                        f"goods are lost: POST /orders/{self.order_id}/carrier-exception "
+                        '{"action": "lost"} credits the shipment and ends the order',
                         key=f"carrier_exception:{event.tracking_number}",
                     )
+
+    async def _decide_exception(self, pending: dict[str, Booking]) -> None:
+        d, tracking = self.exception_decision, self.exception_on
+        assert d is not None and tracking is not None
+        if d.action == "lost":
+            await self._db(
+                "shipping.mark_lost",
+                ShipmentLoss(
+                    order_id=self.order_id, tracking_number=tracking, by=d.by, comment=d.comment
+                ),
+            )
+            pending.pop(tracking, None)
+            self.lost.append(tracking)
+        else:
+            await self._note(
+                f"exception-wait:{tracking}:{workflow.uuid4()}",
+                f"{d.by} keeps waiting for {tracking}" + (f": {d.comment}" if d.comment else ""),
+            )
+        self.exception_on = None
+        self.exception_decision = None
 
     # ---- stopping and compensation ----------------------------------------------------
 
@@ -585,12 +849,29 @@ class OrderWorkflow:
     async def _stop(self, stop: OrderStopped) -> None:
         """Undo what took effect, newest first, each exactly once; then end the order."""
         self.failure = stop.reason
+        await self._undo(stop)
+        if self.awaiting_role is not None and self.pending_level is not None:
+            await self._close_level(
+                self.pending_level, self.awaiting_role, "cancelled", None, stop.reason, ""
+            )
+        await workflow.execute_local_activity(
+            "orders.set_status",
+            self._change(stop.status, stop.status.value, stop.reason),
+            start_to_close_timeout=DB_TIMEOUT,
+            retry_policy=COMPENSATION_RETRY,
+        )
+        self._moved(stop.status)
+
+    async def _undo(self, stop: OrderStopped) -> None:
+        """Run the registered compensations, newest first (shipments already with the
+        customer after a partial shipment are not touched)."""
         for step in reversed(self.compensations):
             activity_name, local = UNDO[step]
             comp = Compensation(
                 order_id=self.order_id,
                 step=step,  # type: ignore[arg-type]
                 reason=stop.reason,
+                from_shipment=self.closed_waves + 1,
             )
             if local:
                 await workflow.execute_local_activity(
@@ -609,17 +890,6 @@ class OrderWorkflow:
                     retry_policy=COMPENSATION_RETRY,
                 )
         self.compensations.clear()
-        if self.awaiting_role is not None and self.pending_level is not None:
-            await self._close_level(
-                self.pending_level, self.awaiting_role, "cancelled", None, stop.reason, ""
-            )
-        await workflow.execute_local_activity(
-            "orders.set_status",
-            self._change(stop.status, stop.status.value, stop.reason),
-            start_to_close_timeout=DB_TIMEOUT,
-            retry_policy=COMPENSATION_RETRY,
-        )
-        self._moved(stop.status)
 
     # ---- helpers ------------------------------------------------------------------
 

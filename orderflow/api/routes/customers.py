@@ -24,6 +24,8 @@ class CustomerIn(Model):
     payment_terms_days: int = Field(default=30, ge=0, le=365)
     address: Address
     status: Literal["active", "on_hold"] = "active"
+    # Ship what is in stock now and the rest later; an order can say otherwise.
+    allow_partial_shipment: bool = False
 
 
 class CustomerOut(CustomerIn):
@@ -44,6 +46,7 @@ async def _out(session: SessionDep, c: Customer) -> CustomerOut:
             line1=c.address_line1, city=c.city, postal_code=c.postal_code, country=c.country
         ),
         status=c.status,
+        allow_partial_shipment=c.allow_partial_shipment,
         exposure=total,
         available_credit=c.credit_limit - total,  # type: ignore[arg-type]
     )
@@ -64,6 +67,7 @@ async def create_customer(body: CustomerIn, session: SessionDep) -> CustomerOut:
         postal_code=body.address.postal_code,
         country=body.address.country.upper(),
         status=body.status,
+        allow_partial_shipment=body.allow_partial_shipment,
     )
     session.add(c)
     await session.commit()

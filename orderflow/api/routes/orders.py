@@ -18,7 +18,18 @@ from orderflow.api.deps import CurrentUser, SessionDep, StateDep, require
 from orderflow.api.errors import ProblemsError
 from orderflow.api.intake import OrderStartError, create_order
 from orderflow.db.models import Approval, Invoice, Order, OrderEvent, OrderLine, Shipment
-from orderflow.domain.payloads import CancelRequest, Decision, Model, Money, OrderIn, OrderState
+from orderflow.domain.payloads import (
+    AmendIn,
+    Amendment,
+    CancelRequest,
+    Decision,
+    ExceptionDecision,
+    Model,
+    Money,
+    OrderIn,
+    OrderState,
+    Problem,
+)
 from orderflow.domain.status import FINAL_STATUSES, SHIPPED_OR_LATER, OrderStatus
 from orderflow.metrics import INTAKE_SECONDS, ORDERS_REFUSED, ORDERS_STARTED
 from orderflow.temporal_client import temporal_ui_link, workflow_id
@@ -52,6 +63,7 @@ class ApprovalOut(Model):
 
 
 class ShipmentOut(Model):
+    shipment_no: int
     tracking_number: str
     carrier: str
     status: str
@@ -60,6 +72,7 @@ class ShipmentOut(Model):
 
 class InvoiceOut(Model):
     number: str
+    shipment_no: int
     amount: Money
     due_date: date
     credited: bool
@@ -89,6 +102,7 @@ class OrderOut(Model):
     ship_to: dict[str, Any]
     requested_delivery_date: date | None
     special_instructions: str | None
+    allow_partial: bool
     failure_reason: str | None
     rules_version: str
     created_at: datetime
@@ -96,7 +110,9 @@ class OrderOut(Model):
     lines: list[LineOut]
     approvals: list[ApprovalOut]
     shipments: list[ShipmentOut]
+    # The first invoice (the only one unless the order shipped in parts) and all of them.
     invoice: InvoiceOut | None
+    invoices: list[InvoiceOut]
     timeline: list[EventOut]
 
 
@@ -169,7 +185,7 @@ async def load_order(session: SessionDep, order_id: str) -> OrderOut:
     lines = await rows(OrderLine, OrderLine.line_no)
     approvals = await rows(Approval, Approval.level)
     shipments = await rows(Shipment, Shipment.shipment_no)
-    invoices = await rows(Invoice, Invoice.number)
+    invoices = await rows(Invoice, Invoice.shipment_no)
     events = await rows(OrderEvent, OrderEvent.at, OrderEvent.id)
     return OrderOut(
         id=order.id,
@@ -185,6 +201,7 @@ async def load_order(session: SessionDep, order_id: str) -> OrderOut:
         ship_to=order.ship_to,
         requested_delivery_date=order.requested_delivery_date,
         special_instructions=order.special_instructions,
+        allow_partial=order.allow_partial,
         failure_reason=order.failure_reason,
         rules_version=order.price_rules_version,
         created_at=order.created_at,
@@ -193,6 +210,7 @@ async def load_order(session: SessionDep, order_id: str) -> OrderOut:
         approvals=[ApprovalOut.model_validate(a, from_attributes=True) for a in approvals],
         shipments=[ShipmentOut.model_validate(s, from_attributes=True) for s in shipments],
         invoice=InvoiceOut.model_validate(invoices[0], from_attributes=True) if invoices else None,
+        invoices=[InvoiceOut.model_validate(i, from_attributes=True) for i in invoices],
         timeline=_timeline(events, order.status),
     )
 
@@ -271,9 +289,9 @@ async def list_orders(
 def _update_error(err: Exception, order_id: str) -> HTTPException:
     """Map a refused workflow update to the HTTP status a caller can act on."""
     if isinstance(err, WorkflowUpdateFailedError) and isinstance(err.cause, ApplicationError):
-        code = {"WrongRole": 403, "NothingPending": 409, "NotCancellable": 409}.get(
-            err.cause.type or "", 409
-        )
+        if err.cause.type == "InvalidAmendment" and err.cause.details:
+            raise ProblemsError([Problem.model_validate(p) for p in err.cause.details[0]])
+        code = {"WrongRole": 403}.get(err.cause.type or "", 409)
         return HTTPException(code, err.cause.message)
     if isinstance(err, RPCError) and err.status == RPCStatusCode.NOT_FOUND:
         return HTTPException(409, f"order {order_id} has finished: nothing more can change")
@@ -339,6 +357,55 @@ async def cancel(
     try:
         return await handle.execute_update(
             "cancel", CancelRequest(reason=body.reason, by=user.name), result_type=OrderState
+        )
+    except (WorkflowUpdateFailedError, RPCError) as err:
+        raise _update_error(err, order_id) from err
+
+
+class ExceptionDecisionIn(Model):
+    action: Literal["lost", "wait"]
+    comment: Annotated[str, StringConstraints(max_length=2000)] = ""
+
+
+@router.patch("/{order_id}", dependencies=[Depends(require("sales", "channel"))])
+async def amend(
+    order_id: str, body: AmendIn, state: StateDep, session: SessionDep, user: CurrentUser
+) -> OrderOut:
+    """Amend an order (an Update with a validator): lines until stock is reserved (the order
+    is re-validated, re-priced and re-routed), ship-to and requested date until it ships.
+    Answers the amended order; 422 with every problem when the change is invalid, 409 when
+    the order can no longer take it."""
+    order = await _order_or_404(session, order_id)
+    if order.status in {st.value for st in SHIPPED_OR_LATER | FINAL_STATUSES}:
+        raise HTTPException(409, f"order {order_id} is {order.status}: it can no longer change")
+    handle = state.client.get_workflow_handle(workflow_id(order_id))
+    try:
+        await handle.execute_update(
+            "amend", Amendment(change=body, by=user.name, role=user.role), result_type=OrderState
+        )
+    except (WorkflowUpdateFailedError, RPCError) as err:
+        raise _update_error(err, order_id) from err
+    session.expunge_all()  # read the order as the workflow left it
+    return await load_order(session, order_id)
+
+
+@router.post("/{order_id}/carrier-exception", dependencies=[Depends(require("ops"))])
+async def carrier_exception(
+    order_id: str,
+    body: ExceptionDecisionIn,
+    state: StateDep,
+    session: SessionDep,
+    user: CurrentUser,
+) -> OrderState:
+    """Decide on a shipment the carrier reported an exception for: `lost` credits its
+    invoice and ends the order `failed`; `wait` keeps following it."""
+    await _order_or_404(session, order_id)
+    handle = state.client.get_workflow_handle(workflow_id(order_id))
+    try:
+        return await handle.execute_update(
+            "resolve_exception",
+            ExceptionDecision(action=body.action, comment=body.comment, by=user.name),
+            result_type=OrderState,
         )
     except (WorkflowUpdateFailedError, RPCError) as err:
         raise _update_error(err, order_id) from err

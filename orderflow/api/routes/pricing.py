@@ -13,9 +13,9 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import IntegrityError
 
 from orderflow.api.deps import Caller, CurrentUser, SessionDep, require
-from orderflow.api.intake import quote
 from orderflow.db import repo
 from orderflow.db.models import CustomerPrice, Promotion, QuantityBreak, TierPrice
+from orderflow.db.quotes import quote
 from orderflow.domain.payloads import Model, Money, NonEmpty, OrderIn
 
 router = APIRouter(tags=["pricing"])

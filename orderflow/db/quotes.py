@@ -1,0 +1,70 @@
+"""Check and price a draft order against the catalogue: the one place intake (POST /orders,
+imports, the price preview) and amendments get their rules from."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from orderflow.db import repo
+from orderflow.db.models import Customer
+from orderflow.domain.payloads import OrderIn, Problem
+from orderflow.domain.pricing import PricedOrder, PriceRules, price_order
+from orderflow.domain.validation import validate_order
+
+
+@dataclass
+class Quote:
+    """An order checked and priced against the catalogue, before anything is written."""
+
+    problems: list[Problem]
+    availability: list[dict[str, Any]]
+    customer: Customer | None
+    priced: PricedOrder | None
+    rules_version: str
+    snapshot: repo.RuleSnapshot
+
+
+# One per process: it re-reads the rule versions for every order, so it is never stale.
+RULES = repo.RuleCache()
+
+
+async def quote(session: AsyncSession, body: OrderIn, today: date) -> Quote:
+    """Validate and price a draft order; the same for POST /orders and the price preview."""
+    snapshot = await RULES.get(session)
+    customer_row = await session.get(Customer, body.customer_code)
+    skus = [line.sku for line in body.lines]
+    products = await repo.load_products(session, skus)
+    rules = snapshot.price_rules(customer_row.tier, skus) if customer_row else PriceRules()
+    special = snapshot.special_prices(customer_row.code, skus) if customer_row else {}
+    customer = repo.customer_facts(customer_row, special)
+    problems = validate_order(body, customer, products, today)
+    stock = await repo.load_stock(session, skus)
+    availability = []
+    for line in body.lines:
+        facts = stock.get(line.sku)
+        available = facts.available if facts else 0
+        availability.append(
+            {
+                "sku": line.sku,
+                "available": available,
+                "short": max(line.quantity - available, 0),
+                "expected_date": str(facts.next_receipt)
+                if facts and facts.next_receipt and line.quantity > available
+                else None,
+            }
+        )
+    priced = None
+    if not problems:
+        assert customer is not None
+        priced = price_order(
+            [(ln.sku, ln.quantity, ln.unit_price) for ln in body.lines],
+            products,
+            customer,
+            rules,
+            today,
+        )
+    return Quote(problems, availability, customer_row, priced, rules.version, snapshot)
