@@ -132,3 +132,29 @@ class Stack:
 
 def money(value: str) -> Decimal:
     return Decimal(value)
+
+
+async def assert_books_balance(stack: Stack, *skus: str) -> None:
+    """Stock and money add up: on hand + shipped = received, reserved = the active
+    reservations, and every receivable belongs to an invoice with the same amount."""
+    from orderflow.db.models import Invoice, Receivable, Reservation, Stock
+
+    async with stack.sessions() as s:
+        for sku in skus:
+            stock = await s.get(Stock, sku)
+            assert stock is not None
+            held = await s.scalar(
+                select(func.coalesce(func.sum(Reservation.quantity), 0)).where(
+                    Reservation.sku == sku, Reservation.status == "active"
+                )
+            )
+            assert stock.on_hand + stock.shipped == stock.received, sku
+            assert stock.reserved == held, sku
+            assert 0 <= stock.reserved <= stock.on_hand, sku
+        orphans = await s.scalar(
+            select(func.count())
+            .select_from(Receivable)
+            .outerjoin(Invoice, Invoice.number == Receivable.invoice_number)
+            .where((Invoice.number.is_(None)) | (Invoice.amount != Receivable.amount))
+        )
+        assert orphans == 0
