@@ -213,7 +213,11 @@ class ShippingActivities(DbActivities):
                     status=None,
                     kind="carrier",
                     detail=f"carrier reports {event.status} for {event.tracking_number}"
-                    + (f"; {open_left} shipment(s) still on their way" if open_left else ""),
+                    + (
+                        f"; {open_left} shipment(s) still on their way"
+                        if event.status == "delivered" and open_left
+                        else ""
+                    ),
                 )
 
     @activity.defn(name="shipping.cancel_shipment")

@@ -2,12 +2,14 @@
 current workflow code. A change that would break orders in flight fails here; guard it
 with `workflow.patched()` instead of editing these files.
 
-Re-record (only for a deliberate, patched change): ORDERFLOW_RECORD_HISTORIES=1 pytest
-tests/workflows/test_replay.py
+Record (a new scenario, or deliberately after a patched change: delete its file first):
+ORDERFLOW_RECORD_HISTORIES=1 pytest tests/workflows/test_replay.py. Existing files are kept:
+they are the histories of older workflow code that must keep replaying.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 from pathlib import Path
 
@@ -21,7 +23,14 @@ from orderflow.workflows.order import OrderWorkflow
 from tests.utils import Stack
 
 HISTORIES = Path(__file__).parent.parent / "histories"
-SCENARIOS = ("happy_path", "approval", "backorder", "cancellation")
+SCENARIOS = (
+    "happy_path",
+    "approval",
+    "backorder",
+    "cancellation",
+    "amendment",
+    "partial_shipment",
+)
 RECORD = os.environ.get("ORDERFLOW_RECORD_HISTORIES") == "1"
 
 
@@ -40,6 +49,8 @@ async def test_recorded_history_replays(scenario: str):
 @pytest.mark.skipif(not RECORD, reason="records histories only when asked")
 async def test_record_histories(stack: Stack):
     async def save(name: str, order_id: str) -> None:
+        if (HISTORIES / f"{name}.json").exists():
+            return
         history = await stack.client.get_workflow_handle(f"order-{order_id}").fetch_history()
         (HISTORIES / f"{name}.json").write_text(history.to_json())
 
@@ -69,3 +80,28 @@ async def test_record_histories(stack: Stack):
     await stack.post(f"/orders/{cancelled}/cancel", {"reason": "replay sample"}, role="sales")
     await stack.wait_status(cancelled, "cancelled")
     await save("cancellation", cancelled)
+
+    amended = (await stack.order(tight, [(sku, 1)])).json()["id"]
+    await stack.wait_status(amended, "awaiting_approval")
+    r = await stack.http.patch(
+        f"/orders/{amended}",
+        json={"lines": [{"sku": sku, "quantity": 2}], "comment": "replay sample"},
+        headers=stack.auth("sales"),
+    )
+    assert r.status_code == 200, r.text
+    await stack.post(
+        f"/orders/{amended}/decision", {"decision": "approve"}, role="credit_controller"
+    )
+    await stack.wait_status(amended, "completed")
+    await save("amendment", amended)
+
+    scarce = await stack.product(stock=1)
+    partial = (await stack.order(customer, [(scarce, 3)], allow_partial_shipment=True)).json()["id"]
+    for _ in range(300):
+        order = (await stack.get(f"/orders/{partial}")).json()
+        if order["invoices"] and order["status"] == "backordered":
+            break
+        await asyncio.sleep(0.1)
+    await stack.put(f"/inventory/{scarce}", {"on_hand": 5})
+    await stack.wait_status(partial, "completed")
+    await save("partial_shipment", partial)

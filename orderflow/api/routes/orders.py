@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from datetime import UTC, date, datetime
 from typing import Annotated, Any, Literal
@@ -286,6 +287,20 @@ async def list_orders(
     )
 
 
+async def _update(state: StateDep, order_id: str, name: str, arg: Any, **kw: Any) -> Any:
+    """Send an Update to the order's workflow. Between two of its steps the server can answer
+    'not ready' for a moment: retried a few times before the caller hears about it."""
+    handle = state.client.get_workflow_handle(workflow_id(order_id))
+    for attempt in range(5):
+        try:
+            return await handle.execute_update(name, arg, **kw)
+        except RPCError as err:
+            if err.status != RPCStatusCode.FAILED_PRECONDITION or attempt == 4:
+                raise
+            await asyncio.sleep(0.2 * (attempt + 1))
+    raise AssertionError("unreachable")
+
+
 def _update_error(err: Exception, order_id: str) -> HTTPException:
     """Map a refused workflow update to the HTTP status a caller can act on."""
     if isinstance(err, WorkflowUpdateFailedError) and isinstance(err.cause, ApplicationError):
@@ -295,6 +310,8 @@ def _update_error(err: Exception, order_id: str) -> HTTPException:
         return HTTPException(code, err.cause.message)
     if isinstance(err, RPCError) and err.status == RPCStatusCode.NOT_FOUND:
         return HTTPException(409, f"order {order_id} has finished: nothing more can change")
+    if isinstance(err, RPCError) and err.status == RPCStatusCode.FAILED_PRECONDITION:
+        return HTTPException(409, f"order {order_id} is between two steps; retry in a moment")
     raise err
 
 
@@ -315,9 +332,10 @@ async def decide(
         raise HTTPException(
             403, f"order {order_id} waits for role {order.awaiting_role}, you are {user.role}"
         )
-    handle = state.client.get_workflow_handle(workflow_id(order_id))
     try:
-        return await handle.execute_update(
+        return await _update(
+            state,
+            order_id,
             "decide",
             Decision(decision=body.decision, comment=body.comment, by=user.name, role=user.role),
             result_type=OrderState,
@@ -332,10 +350,13 @@ async def retry_shipping(
 ) -> OrderState:
     """After the carrier refused a booking for good and the cause is fixed: book again."""
     await _order_or_404(session, order_id)
-    handle = state.client.get_workflow_handle(workflow_id(order_id))
     try:
-        return await handle.execute_update(
-            "retry_shipping", CancelRequest(reason="retry", by=user.name), result_type=OrderState
+        return await _update(
+            state,
+            order_id,
+            "retry_shipping",
+            CancelRequest(reason="retry", by=user.name),
+            result_type=OrderState,
         )
     except (WorkflowUpdateFailedError, RPCError) as err:
         raise _update_error(err, order_id) from err
@@ -353,10 +374,13 @@ async def cancel(
             f"order {order_id} is {order.status}: it has shipped, so it "
             "cannot be cancelled; raise a return instead",
         )
-    handle = state.client.get_workflow_handle(workflow_id(order_id))
     try:
-        return await handle.execute_update(
-            "cancel", CancelRequest(reason=body.reason, by=user.name), result_type=OrderState
+        return await _update(
+            state,
+            order_id,
+            "cancel",
+            CancelRequest(reason=body.reason, by=user.name),
+            result_type=OrderState,
         )
     except (WorkflowUpdateFailedError, RPCError) as err:
         raise _update_error(err, order_id) from err
@@ -378,10 +402,13 @@ async def amend(
     order = await _order_or_404(session, order_id)
     if order.status in {st.value for st in SHIPPED_OR_LATER | FINAL_STATUSES}:
         raise HTTPException(409, f"order {order_id} is {order.status}: it can no longer change")
-    handle = state.client.get_workflow_handle(workflow_id(order_id))
     try:
-        await handle.execute_update(
-            "amend", Amendment(change=body, by=user.name, role=user.role), result_type=OrderState
+        await _update(
+            state,
+            order_id,
+            "amend",
+            Amendment(change=body, by=user.name, role=user.role),
+            result_type=OrderState,
         )
     except (WorkflowUpdateFailedError, RPCError) as err:
         raise _update_error(err, order_id) from err
@@ -400,9 +427,10 @@ async def carrier_exception(
     """Decide on a shipment the carrier reported an exception for: `lost` credits its
     invoice and ends the order `failed`; `wait` keeps following it."""
     await _order_or_404(session, order_id)
-    handle = state.client.get_workflow_handle(workflow_id(order_id))
     try:
-        return await handle.execute_update(
+        return await _update(
+            state,
+            order_id,
             "resolve_exception",
             ExceptionDecision(action=body.action, comment=body.comment, by=user.name),
             result_type=OrderState,
