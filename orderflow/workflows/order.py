@@ -319,6 +319,8 @@ class OrderWorkflow:
             raise problem
 
     def _amend_problem(self, a: Amendment) -> ApplicationError | None:
+        if not self.order_id:  # the update came with the workflow's very first task
+            return ApplicationError("the order is starting; retry in a moment", type="NotReady")
         if self.finished or self.cancel_request is not None or not can_cancel(self.status):
             return ApplicationError(
                 f"order {self.order_id} is {self.status.value}: it can no longer be amended",
