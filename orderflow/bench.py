@@ -11,6 +11,7 @@ activities, one per pipeline step, started the same way in the same run.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import random
 import time
@@ -141,6 +142,8 @@ class Run:
     intake_at: list[float] = field(default_factory=list)
     errors: Counter[str] = field(default_factory=Counter)
     rss: dict[str, float] = field(default_factory=dict)
+    # CPU seconds each part of the stack spent during the run (user + system).
+    cpu: dict[str, float] = field(default_factory=dict)
 
     def h(self, role: str) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.tokens[role]}"}
@@ -360,28 +363,59 @@ async def _act(
                 run.errors[f"carrier:{r.status_code}"] += 1
 
 
-def _rss_sampler(run: Run, stop: asyncio.Event) -> asyncio.Task[None]:
-    """Peak RSS of the worker and API processes (found by their command lines)."""
+ROLES = {
+    "worker": ("orderflow.cli worker", "orderflow worker"),
+    "api": ("orderflow.cli api", "orderflow api"),
+    "temporal": ("temporal server start-dev",),
+    "postgres": ("postgres",),
+}
 
-    def find() -> dict[str, psutil.Process]:
-        procs = {}
-        for p in psutil.process_iter(["cmdline"]):
-            cmd = " ".join(p.info["cmdline"] or [])
-            for role in ("worker", "api"):
-                if f"orderflow.cli {role}" in cmd or cmd.endswith(f"orderflow {role}"):
-                    procs[role] = p
-        return procs
+
+def _stack_processes() -> dict[str, list[psutil.Process]]:
+    """The stack's processes by role, found by their command lines (several worker
+    processes, and every PostgreSQL backend, count together)."""
+    procs: dict[str, list[psutil.Process]] = {}
+    for p in psutil.process_iter(["cmdline", "name"]):
+        cmd = " ".join(p.info["cmdline"] or []) or (p.info["name"] or "")
+        for role, marks in ROLES.items():
+            if any(m in cmd for m in marks) and "orderflow bench" not in cmd:
+                procs.setdefault(role, []).append(p)
+                break
+    return procs
+
+
+def _cpu_seconds(procs: dict[str, list[psutil.Process]]) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for role, ps in procs.items():
+        total = 0.0
+        for p in ps:
+            with contextlib.suppress(psutil.Error):
+                t = p.cpu_times()
+                total += t.user + t.system
+        out[role] = total
+    return out
+
+
+def _rss_sampler(run: Run, stop: asyncio.Event) -> asyncio.Task[None]:
+    """Peak RSS of the worker(s) and the API, and the CPU time each part of the stack spent
+    while the run lasted (a steadier measure than throughput on a shared machine)."""
 
     async def sample() -> None:
-        procs = find()
+        procs = _stack_processes()
+        cpu_start = _cpu_seconds(procs)
         while not stop.is_set():
-            for role, p in procs.items():
-                try:
-                    mb = p.memory_info().rss / 2**20
-                except psutil.Error:
-                    continue
-                run.rss[role] = max(run.rss.get(role, 0.0), mb)
+            for role in ("worker", "api"):
+                total = 0.0
+                for p in procs.get(role, []):
+                    with contextlib.suppress(psutil.Error):
+                        total += p.memory_info().rss / 2**20
+                if total:
+                    run.rss[role] = max(run.rss.get(role, 0.0), total)
             await asyncio.sleep(0.5)
+        # Backends that started during the run count from zero.
+        procs = _stack_processes()
+        cpu_end = _cpu_seconds(procs)
+        run.cpu = {r: cpu_end[r] - cpu_start.get(r, 0.0) for r in cpu_end}
 
     return asyncio.create_task(sample())
 
@@ -473,6 +507,10 @@ def _report(run: Run, plans: dict[str, Plan], channel: str) -> dict[str, Any]:
         },
         "errors": dict(run.errors),
         "peak_rss_mb": {k: round(v, 1) for k, v in run.rss.items()},
+        # CPU milliseconds per order each part of the stack spent (bench excluded).
+        "cpu_ms_per_order": {
+            k: round(1000 * v / max(len(plans), 1), 1) for k, v in sorted(run.cpu.items())
+        },
         "timeline": {
             "intake_at": run.intake_at,
             "intake_ms": run.intake_ms,
@@ -516,6 +554,7 @@ def summarize(report: dict[str, Any]) -> str:
         + "/".join(f"{v:.1f}" if v is not None else "-" for v in report["intake_ms"].values()),
         f"errors: {report['errors'] or 'none'}",
         f"peak RSS MB: {report['peak_rss_mb']}",
+        f"CPU ms per order: {report.get('cpu_ms_per_order')}",
     ]
     for b in report.get("baseline", []):
         lines.append(

@@ -126,6 +126,7 @@ def up(
                 settings.temporal_port,
                 settings.temporal_ui_port,
                 settings.temporal_namespace,
+                wal=settings.temporal_sqlite_wal,
             )
             tmp.start(home / "temporal.log")
             started.append(tmp)
@@ -158,14 +159,17 @@ def _start_children(settings: Settings, env: dict[str, str], home: Path) -> list
     from orderflow.embedded import spawn
 
     py = sys.executable
-    worker = spawn("worker", [py, "-m", "orderflow.cli", "worker"], home / "worker.log", env=env)
+    workers = [
+        spawn(name, [py, "-m", "orderflow.cli", "worker"], home / f"{name}.log", env=env)
+        for name in ["worker"] + [f"worker-{i}" for i in range(2, settings.workers + 1)]
+    ]
     api = spawn(
         "api",
         [py, "-m", "orderflow.cli", "api", "--port", str(settings.api_port)],
         home / "api.log",
         env=env,
     )
-    return [worker, api]
+    return [*workers, api]
 
 
 def _wait_healthy(settings: Settings, children: list, stopping) -> None:  # type: ignore[no-untyped-def]

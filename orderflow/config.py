@@ -36,6 +36,11 @@ class Settings(BaseSettings):
     temporal_port: int = 7233
     temporal_ui_port: int = 8233
     temporal_ui_base: str | None = None
+    # The embedded Temporal's SQLite file in WAL mode without an fsync per commit (see
+    # README, Performance); false keeps SQLite's default rollback journal.
+    temporal_sqlite_wal: bool = True
+    # Worker processes `orderflow up` starts (each with its own workflow cache).
+    workers: int = Field(default=1, ge=1, le=16)
 
     bootstrap_token: str | None = None
     # Derives each channel's webhook secret; `orderflow up` makes one under `home` if unset.

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import compileall
+import contextlib
 import logging
 import signal
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 import httpx
 from prometheus_client import start_http_server
@@ -14,6 +17,7 @@ from temporalio.client import Client
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 
+from orderflow import workflows as workflows_package
 from orderflow.activities.approvals import ApprovalActivities
 from orderflow.activities.billing import BillingActivities
 from orderflow.activities.imports import ImportActivities
@@ -67,6 +71,15 @@ def default_carrier(settings: Settings) -> SimulatedCarrier:
     )
 
 
+def precompile_workflows() -> None:
+    """Write the workflow modules' bytecode. The sandbox executes them afresh for every
+    workflow it starts; without a .pyc (PYTHONDONTWRITEBYTECODE, a fresh install) that meant
+    compiling the source each time, a fifth of the worker's CPU under load."""
+    folder = Path(workflows_package.__file__).parent
+    with contextlib.suppress(OSError):
+        compileall.compile_dir(str(folder), quiet=2)
+
+
 @asynccontextmanager
 async def order_worker(
     client: Client,
@@ -78,6 +91,7 @@ async def order_worker(
 ) -> AsyncIterator[Worker]:
     """A running worker for the order pipeline; stops (gracefully) when the block exits."""
     queue = task_queue or settings.task_queue
+    precompile_workflows()
     async with httpx.AsyncClient(timeout=10) as http:
         worker = Worker(
             client,
