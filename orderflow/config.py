@@ -89,7 +89,10 @@ class Settings(BaseSettings):
     workflow_sandbox: bool = True
     max_concurrent_workflow_tasks: int = 200
     max_concurrent_activities: int = 200
-    max_cached_workflows: int = 10000
+    # Each cached (sandboxed) order costs the worker about 125 KB; past this many, the least
+    # recently used is evicted and replayed from its history when it next has work. Bounds
+    # the worker's memory however many orders wait (see README, Performance).
+    max_cached_workflows: int = 2000
 
     @field_validator("api_port", "pg_port", "temporal_port", "temporal_ui_port")
     @classmethod

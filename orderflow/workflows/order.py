@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from datetime import timedelta
+from decimal import Decimal
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
@@ -142,7 +143,7 @@ class OrderWorkflow:
         self.retry_shipping_by: str | None = None
         self._published: tuple[str, str | None] = (OrderStatus.RECEIVED.value, None)
         # Amendments: one at a time; lines only until reservation starts.
-        self.total = None
+        self.total: Decimal | None = None
         self.amending = False
         self.amendments = 0
         self.lines_locked = False
@@ -150,7 +151,7 @@ class OrderWorkflow:
         self.settling = False
         self.approval_round = 1
         # Per routed role: the largest order total it approved (covers no larger total).
-        self.approved_for: dict[str, object] = {}
+        self.approved_for: dict[str, Decimal] = {}
         # Partial shipment: shipments whose invoice is posted stay with the customer.
         self.bookings: list[Booking] = []
         self.closed_waves = 0
@@ -341,7 +342,11 @@ class OrderWorkflow:
         needed = [
             lvl
             for lvl in levels
-            if not (lvl.role in self.approved_for and self.approved_for[lvl.role] >= self.total)  # type: ignore[operator]
+            if not (
+                lvl.role in self.approved_for
+                and self.total is not None
+                and self.approved_for[lvl.role] >= self.total
+            )
         ]
         first = max((a.level for a in self.approvals), default=0) + 1
         return [lvl.model_copy(update={"level": first + i}) for i, lvl in enumerate(needed)]
@@ -402,7 +407,8 @@ class OrderWorkflow:
             problems = "; ".join(p.message for p in assessment.problems)
             raise OrderStopped(OrderStatus.REJECTED, f"validation: {problems}")
         self._moved(OrderStatus.VALIDATED)
-        self.total = assessment.total
+        if self.total is None:  # an amendment that landed meanwhile has the newer total
+            self.total = assessment.total
         await self._approval_stage(assessment.levels)
         self._checkpoint()
 
@@ -461,7 +467,7 @@ class OrderWorkflow:
                     self._change(
                         OrderStatus.APPROVED,
                         wave_key("approved", self.approval_round),
-                        "amended: the approvals given cover the order",
+                        "amended: the approvals already given cover it (or none is needed)",
                     ),
                 )
             self._moved(OrderStatus.APPROVED)
@@ -702,8 +708,8 @@ class OrderWorkflow:
 
     def _approved(self, role: str) -> None:
         """Remember the total a role approved: an amendment above it needs the role again."""
-        given = self.approved_for.get(role)
-        self.approved_for[role] = self.total if given is None else max(given, self.total)  # type: ignore[call-overload]
+        if self.total is not None:
+            self.approved_for[role] = max(self.approved_for.get(role, self.total), self.total)
 
     async def _open_level(self, level: int, role: str, reason: str) -> None:
         rec = DecisionRecord(
@@ -820,8 +826,13 @@ class OrderWorkflow:
 
     async def _decide_exception(self, pending: dict[str, Booking]) -> None:
         d, tracking = self.exception_decision, self.exception_on
-        assert d is not None and tracking is not None
-        if d.action == "lost":
+        assert d is not None
+        if tracking is None:  # the carrier delivered it while the decision was on its way
+            await self._note(
+                f"exception-moot:{workflow.uuid4()}",
+                f"{d.by} decided '{d.action}', but the shipment was delivered meanwhile",
+            )
+        elif d.action == "lost":
             await self._db(
                 "shipping.mark_lost",
                 ShipmentLoss(

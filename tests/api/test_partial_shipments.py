@@ -147,3 +147,39 @@ async def test_ops_call_a_shipment_lost_after_a_carrier_exception(api_stack: Sta
         )
         assert again.status_code == 409
         await assert_books_balance(stack, sku)
+
+
+async def test_ops_wait_out_a_carrier_exception_and_the_delivery_ends_it(api_stack: Stack):
+    stack = api_stack
+    slow = SimulatedCarrier(transit_seconds=3600)  # in transit until the webhook says more
+    async with order_worker(stack.client, stack.sessions, stack.settings, carrier=slow):
+        customer = await stack.customer()
+        sku = await stack.product(price="10.00", stock=10)
+        order_id = (await stack.order(customer, [(sku, 2)])).json()["id"]
+        order = await stack.wait_status(order_id, "invoiced")
+        tracking = order["shipments"][0]["tracking_number"]
+        early = await stack.post(
+            f"/orders/{order_id}/carrier-exception", {"action": "wait"}, role="ops"
+        )
+        assert early.status_code == 409  # nothing reported yet
+        r = await stack.post(
+            f"/shipments/{tracking}/events", {"status": "exception"}, role="channel"
+        )
+        assert r.status_code == 200
+        for _ in range(100):
+            r = await stack.post(
+                f"/orders/{order_id}/carrier-exception",
+                {"action": "wait", "comment": "carrier is looking"},
+                role="ops",
+            )
+            if r.status_code == 200:
+                break
+            await asyncio.sleep(0.1)
+        assert r.status_code == 200, r.text
+        assert r.json()["exception_on"] is None
+        await stack.post(f"/shipments/{tracking}/events", {"status": "delivered"}, role="channel")
+        order = await stack.wait_status(order_id, "completed")
+        notes = [e["detail"] for e in order["timeline"] if e["kind"] == "note"]
+        assert any("keeps waiting for " + tracking + ": carrier is looking" in n for n in notes)
+        assert order["shipments"][0]["status"] == "delivered" and not order["invoice"]["credited"]
+        await assert_books_balance(stack, sku)

@@ -332,16 +332,22 @@ async def decide(
         raise HTTPException(
             403, f"order {order_id} waits for role {order.awaiting_role}, you are {user.role}"
         )
-    try:
-        return await _update(
-            state,
-            order_id,
-            "decide",
-            Decision(decision=body.decision, comment=body.comment, by=user.name, role=user.role),
-            result_type=OrderState,
-        )
-    except (WorkflowUpdateFailedError, RPCError) as err:
-        raise _update_error(err, order_id) from err
+    decision = Decision(decision=body.decision, comment=body.comment, by=user.name, role=user.role)
+    for attempt in range(10):
+        try:
+            return await _update(state, order_id, "decide", decision, result_type=OrderState)  # type: ignore[no-any-return]
+        except (WorkflowUpdateFailedError, RPCError) as err:
+            # The level is in the inbox (PostgreSQL) a moment before the workflow, busy or
+            # recovering a task, has it open: retry briefly rather than answer "nothing".
+            await session.refresh(order)
+            pending_in_db = order.awaiting_role is not None
+            nothing = isinstance(err, WorkflowUpdateFailedError) and (
+                getattr(err.cause, "type", None) == "NothingPending"
+            )
+            if not (pending_in_db and nothing) or attempt == 9:
+                raise _update_error(err, order_id) from err
+            await asyncio.sleep(0.3)
+    raise AssertionError("unreachable")
 
 
 @router.post("/{order_id}/retry-shipping", dependencies=[Depends(require("ops"))])
