@@ -1,5 +1,6 @@
 """Stock reservations. The CHECK constraints on `stock` make overselling impossible; the
-unique reservation per order line makes a retried reservation a no-op."""
+order lines, locked while a reservation is made, make a retried reservation a no-op (a line
+may be reserved in several goes, one row each, numbered by `seq`)."""
 
 from __future__ import annotations
 
