@@ -10,7 +10,7 @@ from temporalio import activity
 from orderflow.activities.base import DbActivities
 from orderflow.db import repo
 from orderflow.db.models import Customer, Order, OrderEvent, OrderLine
-from orderflow.db.quotes import quote
+from orderflow.db.quotes import line_rows, quote
 from orderflow.domain.credit import CreditVerdict, assess_credit
 from orderflow.domain.money import fmt
 from orderflow.domain.payloads import (
@@ -186,30 +186,11 @@ async def _apply(  # type: ignore[no-untyped-def]
         changes += _line_changes({ln.sku: ln.quantity for ln in old}, change.lines)
         changes.append(f"total {fmt(order.total)} -> {fmt(q.priced.total)}")
         await s.execute(delete(OrderLine).where(OrderLine.order_id == order.id))
-        s.add_all(
-            [
-                OrderLine(
-                    order_id=order.id,
-                    line_no=p.line_no,
-                    sku=p.sku,
-                    quantity=p.quantity,
-                    list_price=p.list_price,
-                    unit_price=p.unit_price,
-                    line_total=p.line_total,
-                    price_rule=p.price_rule,
-                    override_deviation=p.override_deviation,
-                    below_floor=p.below_floor,
-                    discount_beyond_max=p.discount_beyond_max,
-                )
-                for p in q.priced.lines
-            ]
-        )
+        s.add_all(line_rows(order.id, q.priced))
         order.subtotal = q.priced.subtotal
         order.order_discount = q.priced.order_discount
         order.total = q.priced.total
-        order.price_rules_version = (
-            f"{q.rules_version}/routing:{q.snapshot.versions.get('routing', 0)}"
-        )
+        order.price_rules_version = q.rules_label
     if change.ship_to is not None:
         order.ship_to = change.ship_to.model_dump()
         a = change.ship_to

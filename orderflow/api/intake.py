@@ -29,10 +29,9 @@ from orderflow.db.models import (
     IdempotencyKey,
     Order,
     OrderEvent,
-    OrderLine,
     RejectedAttempt,
 )
-from orderflow.db.quotes import quote
+from orderflow.db.quotes import line_rows, quote
 from orderflow.db.session import SessionFactory
 from orderflow.domain.payloads import OrderIn, OrderWorkflowInput, Problem, RoutingRule, SlaPolicy
 from orderflow.domain.search_attributes import CHANNEL, CUSTOMER, STATUS, TOTAL
@@ -222,7 +221,7 @@ async def _persist(
         raise ProblemsError(q.problems, extra=q.availability)
     customer_row, priced, availability = q.customer, q.priced, q.availability
     assert customer_row is not None and priced is not None
-    routing = (q.snapshot.routing, q.snapshot.versions.get("routing", 0))
+    routing = (q.snapshot.routing, q.routing_version)
     ship_to = (
         body.ship_to.model_dump()
         if body.ship_to
@@ -253,30 +252,13 @@ async def _persist(
             ship_to=ship_to,
             requested_delivery_date=body.requested_delivery_date,
             special_instructions=body.special_instructions or None,
-            price_rules_version=f"{q.rules_version}/routing:{routing[1]}",
+            price_rules_version=q.rules_label,
             created_by=actor,
             allow_partial=allow_partial,
         )
     )
     await session.flush()
-    session.add_all(
-        [
-            OrderLine(
-                order_id=order_id,
-                line_no=p.line_no,
-                sku=p.sku,
-                quantity=p.quantity,
-                list_price=p.list_price,
-                unit_price=p.unit_price,
-                line_total=p.line_total,
-                price_rule=p.price_rule,
-                override_deviation=p.override_deviation,
-                below_floor=p.below_floor,
-                discount_beyond_max=p.discount_beyond_max,
-            )
-            for p in priced.lines
-        ]
-    )
+    session.add_all(line_rows(order_id, priced))
     session.add(
         OrderEvent(
             order_id=order_id,

@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from orderflow.db import repo
-from orderflow.db.models import Customer
+from orderflow.db.models import Customer, OrderLine
 from orderflow.domain.payloads import OrderIn, Problem
 from orderflow.domain.pricing import PricedOrder, PriceRules, price_order
 from orderflow.domain.validation import validate_order
@@ -26,6 +26,15 @@ class Quote:
     priced: PricedOrder | None
     rules_version: str
     snapshot: repo.RuleSnapshot
+
+    @property
+    def routing_version(self) -> int:
+        return self.snapshot.versions.get("routing", 0)
+
+    @property
+    def rules_label(self) -> str:
+        """What an order records as the rules it was priced and routed under."""
+        return f"{self.rules_version}/routing:{self.routing_version}"
 
 
 # One per process: it re-reads the rule versions for every order, so it is never stale.
@@ -68,3 +77,23 @@ async def quote(session: AsyncSession, body: OrderIn, today: date) -> Quote:
             today,
         )
     return Quote(problems, availability, customer_row, priced, rules.version, snapshot)
+
+
+def line_rows(order_id: str, priced: PricedOrder) -> list[OrderLine]:
+    """The order's line rows for a priced order (new orders and amended lines alike)."""
+    return [
+        OrderLine(
+            order_id=order_id,
+            line_no=p.line_no,
+            sku=p.sku,
+            quantity=p.quantity,
+            list_price=p.list_price,
+            unit_price=p.unit_price,
+            line_total=p.line_total,
+            price_rule=p.price_rule,
+            override_deviation=p.override_deviation,
+            below_floor=p.below_floor,
+            discount_beyond_max=p.discount_beyond_max,
+        )
+        for p in priced.lines
+    ]

@@ -134,7 +134,6 @@ class OrderWorkflow:
         self.cancel_request: CancelRequest | None = None
         self.carrier_events: list[DeliveryEvent] = []
         self.replenished = False
-        self.tracking_numbers: list[str] = []
         self.compensations: list[str] = []
         self.notes: list[str] = []
         self.failure: str | None = None
@@ -173,7 +172,7 @@ class OrderWorkflow:
             awaiting_role=self.awaiting_role,
             pending_level=self.pending_level,
             approvals=self.approvals,
-            tracking_numbers=self.tracking_numbers,
+            tracking_numbers=[b.tracking_number for b in self.bookings],
             cancel_reason=self.cancel_request.reason if self.cancel_request else None,
             failure=self.failure,
             shipping_held=self.shipping_held,
@@ -453,21 +452,16 @@ class OrderWorkflow:
                 except Rerouted:
                     levels = self._take_reroute()
                     continue
+            # First-pass approval was written by the assessment; anything else is written here.
+            if levels or self.approval_round > 1:
                 await self._db(
                     "orders.set_status",
                     self._change(
                         OrderStatus.APPROVED,
                         wave_key("approved", self.approval_round),
-                        "all approval levels approved",
-                    ),
-                )
-            elif self.approval_round > 1:
-                await self._db(
-                    "orders.set_status",
-                    self._change(
-                        OrderStatus.APPROVED,
-                        wave_key("approved", self.approval_round),
-                        "amended: the approvals already given cover it (or none is needed)",
+                        "all approval levels approved"
+                        if levels
+                        else "amended: the approvals already given cover it (or none is needed)",
                     ),
                 )
             self._moved(OrderStatus.APPROVED)
@@ -510,7 +504,6 @@ class OrderWorkflow:
                 order_id=self.order_id, shipment_no=n, booking=booking, packages=packed.packages
             ),
         )
-        self.tracking_numbers.append(booking.tracking_number)
         self.bookings.append(booking)
         self._moved(OrderStatus.SHIPPED)
         await self._db("billing.invoice", ref)
