@@ -300,44 +300,62 @@ async def _drive(
     by_id: dict[str, Plan] = {}
     since: str | None = None
     while not finished.is_set():
-        by_id.update({p.order_id: p for p in plans.values() if p.order_id})
-        polled_at = datetime.now().astimezone()
-        cursor = None
-        while True:
-            params: dict[str, Any] = {"channel": run.channel, "limit": 500}
-            if since:
-                params["updated_since"] = since
-            if cursor:
-                params["cursor"] = cursor
-            page = (
-                await http.get(f"{run.api}/orders", params=params, headers=run.h("admin"))
-            ).json()
-            # Approvers and the carrier act on many orders at once, as they would.
-            await asyncio.gather(
-                *(
-                    _act(http, run, item, by_id, approved, delivered, final)
-                    for item in page["items"]
-                )
+        try:
+            since, replenished = await _poll_once(
+                http, run, plans, setup, by_id, approved, delivered, final, since, replenished
             )
-            cursor = page["next_cursor"]
-            if not cursor:
-                break
-        # Overlap: a change is stamped when its transaction began, which can be seconds
-        # before it commits on a loaded machine; stragglers are then asked for one by one.
-        since = (polled_at - timedelta(seconds=5)).isoformat()
-        await _sweep_stragglers(http, run, plans, by_id, approved, delivered, final)
-        if not replenished and any(
-            p.kind == "short" and p.status == "backordered" for p in plans.values()
-        ):
-            await asyncio.sleep(0.5)  # replenish a little later, as a warehouse would
-            shorts = sum(p.kind == "short" for p in plans.values())
-            await http.put(
-                f"{run.api}/inventory/{setup['scarce']}",
-                json={"on_hand": shorts},
-                headers=run.h("ops"),
-            )
-            replenished = True
+        except (httpx.HTTPError, ValueError, KeyError) as err:
+            # A poll that failed (a timeout on a loaded machine, an answer that was not
+            # JSON) is asked again; it is counted, and an order it hid is still followed.
+            run.retries[f"poll:{type(err).__name__}"] += 1
         await asyncio.sleep(0.25)
+
+
+async def _poll_once(  # type: ignore[no-untyped-def]
+    http: httpx.AsyncClient,
+    run: Run,
+    plans: dict[str, Plan],
+    setup: dict,
+    by_id,
+    approved,
+    delivered,
+    final,
+    since: str | None,
+    replenished: bool,
+) -> tuple[str | None, bool]:
+    by_id.update({p.order_id: p for p in plans.values() if p.order_id})
+    polled_at = datetime.now().astimezone()
+    cursor = None
+    while True:
+        params: dict[str, Any] = {"channel": run.channel, "limit": 500}
+        if since:
+            params["updated_since"] = since
+        if cursor:
+            params["cursor"] = cursor
+        page = (await http.get(f"{run.api}/orders", params=params, headers=run.h("admin"))).json()
+        # Approvers and the carrier act on many orders at once, as they would.
+        await asyncio.gather(
+            *(_act(http, run, item, by_id, approved, delivered, final) for item in page["items"])
+        )
+        cursor = page["next_cursor"]
+        if not cursor:
+            break
+    # Overlap: a change is stamped when its transaction began, which can be seconds
+    # before it commits on a loaded machine; stragglers are then asked for one by one.
+    since = (polled_at - timedelta(seconds=5)).isoformat()
+    await _sweep_stragglers(http, run, plans, by_id, approved, delivered, final)
+    if not replenished and any(
+        p.kind == "short" and p.status == "backordered" for p in plans.values()
+    ):
+        await asyncio.sleep(0.5)  # replenish a little later, as a warehouse would
+        shorts = sum(p.kind == "short" for p in plans.values())
+        await http.put(
+            f"{run.api}/inventory/{setup['scarce']}",
+            json={"on_hand": shorts},
+            headers=run.h("ops"),
+        )
+        replenished = True
+    return since, replenished
 
 
 async def _sweep_stragglers(  # type: ignore[no-untyped-def]
@@ -381,24 +399,34 @@ async def _act(
         plan.done_at = datetime.fromisoformat(item["updated_at"]).timestamp()
     elif item["status"] == "awaiting_approval" and item["id"] not in approved:
         approved.add(item["id"])
-        r = await http.post(
-            f"{run.api}/orders/{item['id']}/decision",
-            json={"decision": "approve", "comment": "bench"},
-            headers=run.h("credit_controller"),
-        )
+        try:
+            r = await http.post(
+                f"{run.api}/orders/{item['id']}/decision",
+                json={"decision": "approve", "comment": "bench"},
+                headers=run.h("credit_controller"),
+            )
+        except httpx.TransportError:
+            approved.discard(item["id"])  # not heard: decide again at the next look
+            raise
         if r.status_code != 200:
             run.errors[f"decision:{r.status_code}"] += 1
     elif item["status"] == "invoiced" and item["id"] not in delivered:
         delivered.add(item["id"])
-        order = (await http.get(f"{run.api}/orders/{item['id']}", headers=run.h("admin"))).json()
-        for shipment in order["shipments"]:
-            r = await http.post(
-                f"{run.api}/shipments/{shipment['tracking_number']}/events",
-                json={"status": "delivered"},
-                headers=run.h("channel"),
-            )
-            if r.status_code != 200:
-                run.errors[f"carrier:{r.status_code}"] += 1
+        try:
+            order = (
+                await http.get(f"{run.api}/orders/{item['id']}", headers=run.h("admin"))
+            ).json()
+            for shipment in order["shipments"]:  # a delivery event twice is harmless
+                r = await http.post(
+                    f"{run.api}/shipments/{shipment['tracking_number']}/events",
+                    json={"status": "delivered"},
+                    headers=run.h("channel"),
+                )
+                if r.status_code != 200:
+                    run.errors[f"carrier:{r.status_code}"] += 1
+        except (httpx.TransportError, ValueError, KeyError):
+            delivered.discard(item["id"])  # report the delivery again at the next look
+            raise
 
 
 ROLES = {
@@ -505,6 +533,8 @@ async def bench_pipeline(
             deadline = time.monotonic() + 600 + orders * 0.5
             while time.monotonic() < deadline:
                 bar.update(ended, completed=sum(p.done_at is not None for p in plans.values()))
+                if driver.done():
+                    driver.result()  # the driver never ends on its own: show why it did
                 offered = all(t.done() for t in tasks)
                 if offered and all(
                     p.done_at is not None or p.order_id is None for p in plans.values()

@@ -256,6 +256,31 @@ class PackResult(Model):
     packages: int
 
 
+class PrepareRequest(Model):
+    """Reserve, and when the shipment can go, pick and pack it: one transaction."""
+
+    ref: OrderRef
+    # Ship what is reserved when part of the order is short (partial shipment allowed).
+    ship_partial: bool = False
+
+
+class Prepared(Model):
+    reserved: ReserveResult
+    packed: PackResult | None = None  # None: not picked (waiting for stock)
+
+
+class FirstPassRequest(Model):
+    """Assess the order and, when it needs no approval, prepare its first shipment."""
+
+    assess: AssessRequest
+    ship_partial: bool = False
+
+
+class FirstPass(Model):
+    assessment: Assessment
+    prepared: Prepared | None = None  # None: rejected or waiting for approval
+
+
 class ShipmentRequest(Model):
     order_id: str
     shipment_no: int = 1
@@ -290,6 +315,13 @@ class DeliveryEvent(Model):
     tracking_number: str
     status: Literal["in_transit", "delivered", "exception"]
     at: datetime | None = None
+
+
+class DeliveryClose(Model):
+    """The last delivery of an order and the order's completion: one transaction."""
+
+    event: DeliveryEvent
+    completion: StatusChange
 
 
 class Decision(Model):

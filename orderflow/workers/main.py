@@ -20,6 +20,7 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 from orderflow import workflows as workflows_package
 from orderflow.activities.approvals import ApprovalActivities
 from orderflow.activities.billing import BillingActivities
+from orderflow.activities.fulfil import FulfilActivities
 from orderflow.activities.imports import ImportActivities
 from orderflow.activities.intake import IntakeActivities
 from orderflow.activities.inventory import InventoryActivities
@@ -56,8 +57,9 @@ def activities_for(
     ]
     shipping = ShippingActivities(sessions, settings, carrier)
     notify = NotifyActivities(sessions, settings, http)
+    fulfil = FulfilActivities(sessions, settings, shipping)
     found: list[object] = []
-    for obj in [*db, shipping, notify]:
+    for obj in [*db, shipping, notify, fulfil]:
         for name in dir(obj):
             fn = getattr(obj, name)
             if callable(fn) and hasattr(fn, "__temporal_activity_definition"):

@@ -31,13 +31,18 @@ with workflow.unsafe.imports_passed_through():
         Compensation,
         Decision,
         DecisionRecord,
+        DeliveryClose,
         DeliveryEvent,
         ExceptionDecision,
+        FirstPass,
+        FirstPassRequest,
         Notice,
         OrderRef,
         OrderState,
         OrderWorkflowInput,
         PackResult,
+        Prepared,
+        PrepareRequest,
         ReserveResult,
         ShipmentLoss,
         ShipmentRecord,
@@ -159,6 +164,10 @@ class OrderWorkflow:
         self.exception_on: str | None = None
         self.exception_decision: ExceptionDecision | None = None
         self.lost: list[str] = []
+        # Steps combined in one local activity (see activities/fulfil.py), for orders
+        # started since they exist.
+        self.combined = False
+        self.completion_written = False
         # Notices to approvers run beside the order; awaited before it ends.
         self.outbound: list[workflow.ActivityHandle] = []
 
@@ -393,15 +402,27 @@ class OrderWorkflow:
         return self.state()
 
     async def _pipeline(self) -> None:
-        assessment = await self._db(
-            "intake.assess_order",
-            AssessRequest(
-                order_id=self.order_id,
-                routing=self.inp.routing,
-                overdue_grace_days=self.inp.overdue_grace_days,
-            ),
-            Assessment,
+        # Orders started before combined steps existed replay their steps one by one.
+        self.combined = workflow.patched("combined-steps")
+        assess = AssessRequest(
+            order_id=self.order_id,
+            routing=self.inp.routing,
+            overdue_grace_days=self.inp.overdue_grace_days,
         )
+        first: Prepared | None = None
+        if self.combined:
+            # A touchless order is reserved in this same step: its lines are fixed from
+            # here, unless it turns out to need an approval first.
+            self.lines_locked = True
+            passed = await self._db(
+                "fulfil.first_pass",
+                FirstPassRequest(assess=assess, ship_partial=self.inp.allow_partial),
+                FirstPass,
+            )
+            assessment, first = passed.assessment, passed.prepared
+            self.lines_locked = first is not None
+        else:
+            assessment = await self._db("intake.assess_order", assess, Assessment)
         if not assessment.ok:
             problems = "; ".join(p.message for p in assessment.problems)
             raise OrderStopped(OrderStatus.REJECTED, f"validation: {problems}")
@@ -414,7 +435,7 @@ class OrderWorkflow:
         shipment_no = 1
         while True:
             try:
-                if await self._ship(shipment_no):
+                if await self._ship(shipment_no, first):
                     break
             except OrderStopped as stop:
                 if not self.closed_waves:
@@ -429,6 +450,7 @@ class OrderWorkflow:
                 )
                 break
             shipment_no += 1
+            first = None
 
         await self._await_delivery(self.bookings)
         if self.lost:
@@ -438,9 +460,8 @@ class OrderWorkflow:
                 f"shipment {', '.join(self.lost)} lost in transit; its invoice was credited",
             )
         self._moved(OrderStatus.DELIVERED)
-        await self._db(
-            "orders.set_status", self._change(OrderStatus.COMPLETED, "completed", "order complete")
-        )
+        if not self.completion_written:
+            await self._db("orders.set_status", self._completion())
         self._moved(OrderStatus.COMPLETED)
 
     async def _approval_stage(self, levels: list[ApprovalLevel]) -> None:
@@ -478,16 +499,21 @@ class OrderWorkflow:
         self.approval_round += 1
         return levels
 
-    async def _ship(self, n: int) -> bool:
+    async def _ship(self, n: int, first: Prepared | None = None) -> bool:
         """Reserve, pick, pack, book, invoice one shipment; True when the order is all sent
-        (False: a partial shipment went out and the rest follows)."""
+        (False: a partial shipment went out and the rest follows). `first`: the first
+        pass already reserved and packed it."""
         ref = OrderRef(order_id=self.order_id, shipment_no=n)
-        reserved = await self._reserve(ref)
-        await self._db("warehouse.create_pick_list", ref)
-        self.compensations.append("pick_list")
-        self._moved(OrderStatus.PICKING)
-        self._checkpoint()
-        packed = await self._db("warehouse.pack", ref, PackResult)
+        prepared = await self._reserve(ref, first)
+        reserved, packed = prepared.reserved, prepared.packed
+        if packed is None:  # steps one by one (orders from before combined steps)
+            await self._db("warehouse.create_pick_list", ref)
+            self.compensations.append("pick_list")
+            self._moved(OrderStatus.PICKING)
+            self._checkpoint()
+            packed = await self._db("warehouse.pack", ref, PackResult)
+        else:
+            self.compensations.append("pick_list")
         self._moved(OrderStatus.PACKED)
         self._checkpoint()
 
@@ -498,15 +524,17 @@ class OrderWorkflow:
             ShipmentRequest(order_id=self.order_id, shipment_no=n, packages=packed.packages)
         )
         # The booking took effect: record it before honouring a cancel, so it is undone.
-        await self._db(
-            "shipping.record_shipment",
-            ShipmentRecord(
-                order_id=self.order_id, shipment_no=n, booking=booking, packages=packed.packages
-            ),
+        record = ShipmentRecord(
+            order_id=self.order_id, shipment_no=n, booking=booking, packages=packed.packages
         )
-        self.bookings.append(booking)
-        self._moved(OrderStatus.SHIPPED)
-        await self._db("billing.invoice", ref)
+        if self.combined:
+            await self._db("fulfil.ship_and_invoice", record)
+            self.bookings.append(booking)
+        else:
+            await self._db("shipping.record_shipment", record)
+            self.bookings.append(booking)
+            self._moved(OrderStatus.SHIPPED)
+            await self._db("billing.invoice", ref)
         self.compensations.append("invoice")
         self._moved(OrderStatus.INVOICED)
         if reserved.fully_reserved:
@@ -569,24 +597,37 @@ class OrderWorkflow:
                 self.shipping_held, self.retry_shipping_by = None, None
                 attempt += 1
 
-    async def _reserve(self, ref: OrderRef) -> ReserveResult:
-        """Reserve stock; when short, wait in backordered for a replenishment signal (or,
-        when partial shipment is allowed, go with what is reserved)."""
+    async def _reserve(self, ref: OrderRef, first: Prepared | None = None) -> Prepared:
+        """Reserve stock (and, in one step with it, pick and pack what can go); when short,
+        wait in backordered for a replenishment signal (or, when partial shipment is
+        allowed, go with what is reserved)."""
         waited = timedelta(0)
         limit = timedelta(seconds=self.inp.backorder_max_seconds)
         recheck = timedelta(seconds=self.inp.backorder_recheck_seconds)
         alert_after = timedelta(seconds=self.inp.backorder_alert_seconds)
         alerted = False
         while True:
-            result = await self._db("inventory.reserve", ref, ReserveResult)
+            if first is not None:
+                prepared, first = first, None
+            elif self.combined:
+                prepared = await self._db(
+                    "fulfil.prepare",
+                    PrepareRequest(ref=ref, ship_partial=self.inp.allow_partial),
+                    Prepared,
+                )
+            else:
+                prepared = Prepared(
+                    reserved=await self._db("inventory.reserve", ref, ReserveResult)
+                )
+            result = prepared.reserved
             if "reservation" not in self.compensations:
                 self.compensations.append("reservation")
             if result.fully_reserved:
                 self._moved(OrderStatus.RESERVED)
-                return result
+                return prepared
             self._moved(OrderStatus.BACKORDERED)
             if self.inp.allow_partial and result.ready_units > 0:
-                return result
+                return prepared
             if waited >= limit:
                 await self._alert(
                     "backorder_timeout",
@@ -801,7 +842,20 @@ class OrderWorkflow:
                         )
             while self.carrier_events and pending:
                 event = self.carrier_events.pop(0)
-                await self._db("shipping.record_delivery", event)
+                if (
+                    self.combined
+                    and event.status == "delivered"
+                    and list(pending) == [event.tracking_number]
+                    and not self.lost
+                ):
+                    # The last delivery completes the order, in the same step.
+                    await self._db(
+                        "fulfil.deliver_and_complete",
+                        DeliveryClose(event=event, completion=self._completion()),
+                    )
+                    self.completion_written = True
+                else:
+                    await self._db("shipping.record_delivery", event)
                 if event.status == "delivered":
                     pending.pop(event.tracking_number, None)
                     if self.exception_on == event.tracking_number:
@@ -946,6 +1000,9 @@ class OrderWorkflow:
         while self.notes:
             note = self.notes.pop(0)
             await self._note(f"note:{workflow.uuid4()}", note)
+
+    def _completion(self) -> StatusChange:
+        return self._change(OrderStatus.COMPLETED, "completed", "order complete")
 
     def _change(self, status: OrderStatus, key: str, detail: str) -> StatusChange:
         return StatusChange(order_id=self.order_id, status=status, step_key=key, detail=detail)

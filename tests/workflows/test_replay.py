@@ -2,9 +2,12 @@
 current workflow code. A change that would break orders in flight fails here; guard it
 with `workflow.patched()` instead of editing these files.
 
-Record (a new scenario, or deliberately after a patched change: delete its file first):
+Record (a new scenario, or a new generation after a patched change):
 ORDERFLOW_RECORD_HISTORIES=1 pytest tests/workflows/test_replay.py. Existing files are kept:
-they are the histories of older workflow code that must keep replaying.
+they are the histories of older workflow code that must keep replaying. Each generation of
+the workflow (a `workflow.patched()` change that alters the commands of the plain path) has
+its own set: `happy_path.json` from the first code, `happy_path-combined.json` from the
+code with combined steps.
 """
 
 from __future__ import annotations
@@ -31,10 +34,12 @@ SCENARIOS = (
     "amendment",
     "partial_shipment",
 )
+# "" = steps one by one; "-combined" = combined steps (patch "combined-steps"), current.
+GENERATIONS = ("", "-combined")
 RECORD = os.environ.get("ORDERFLOW_RECORD_HISTORIES") == "1"
 
 
-@pytest.mark.parametrize("scenario", SCENARIOS)
+@pytest.mark.parametrize("scenario", [s + g for g in GENERATIONS for s in SCENARIOS])
 async def test_recorded_history_replays(scenario: str):
     path = HISTORIES / f"{scenario}.json"
     assert path.exists(), f"missing {path}: record with ORDERFLOW_RECORD_HISTORIES=1"
@@ -49,10 +54,11 @@ async def test_recorded_history_replays(scenario: str):
 @pytest.mark.skipif(not RECORD, reason="records histories only when asked")
 async def test_record_histories(stack: Stack):
     async def save(name: str, order_id: str) -> None:
-        if (HISTORIES / f"{name}.json").exists():
+        path = HISTORIES / f"{name}{GENERATIONS[-1]}.json"
+        if path.exists():
             return
         history = await stack.client.get_workflow_handle(f"order-{order_id}").fetch_history()
-        (HISTORIES / f"{name}.json").write_text(history.to_json())
+        path.write_text(history.to_json())
 
     customer = await stack.customer()
     sku = await stack.product(stock=10)
