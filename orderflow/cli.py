@@ -213,7 +213,22 @@ def worker() -> None:
     from orderflow.workers.main import run
 
     _logging()
-    asyncio.run(run(get_settings()))
+    settings = get_settings()
+    with asyncio.Runner(loop_factory=_loop_factory(settings.uvloop)) as runner:
+        runner.run(run(settings))
+
+
+def _loop_factory(wanted: bool):  # type: ignore[no-untyped-def]
+    """uvloop where it is installed (it comes with uvicorn[standard]) and not turned off: the
+    worker spends much of its time in the event loop (every query, every task hand-off)."""
+    if wanted:
+        try:
+            import uvloop
+
+            return uvloop.new_event_loop
+        except ImportError:
+            pass
+    return None
 
 
 @app.command()

@@ -87,8 +87,10 @@ class Settings(BaseSettings):
 
     # Worker tuning. The workflow sandbox guards determinism at a CPU cost; the tests keep it.
     workflow_sandbox: bool = True
+    uvloop: bool = True
     max_concurrent_workflow_tasks: int = 200
     max_concurrent_activities: int = 200
+    max_concurrent_local_activities: int = 200
     # Each cached (sandboxed) order costs the worker about 125 KB; past this many, the least
     # recently used is evicted and replayed from its history when it next has work. Bounds
     # the worker's memory however many orders wait (see README, Performance).

@@ -74,6 +74,15 @@ async def test_happy_path_reaches_completed_with_stock_receivable_and_timeline(s
         await asyncio.sleep(0.2)
     assert found == [f"order-{created['id']}"]
 
+    # A carrier repeating its webhook after the order ended: a 200, kept on the timeline.
+    tracking = order["shipments"][0]["tracking_number"]
+    r = await stack.post(f"/shipments/{tracking}/events", {"status": "delivered"}, role="channel")
+    assert r.status_code == 200, r.text
+    assert r.json()["status"] == "recorded" and r.json()["order_status"] == "completed"
+    order = (await stack.get(f"/orders/{created['id']}")).json()
+    assert order["status"] == "completed"
+    assert any("after the order ended" in e["detail"] for e in order["timeline"])
+
 
 async def test_validation_collects_every_problem_with_loc_and_code(stack: Stack):
     customer = await stack.customer()

@@ -5,9 +5,11 @@ from typing import Literal
 
 from fastapi import APIRouter, Depends, HTTPException
 from sqlalchemy import select
+from temporalio.service import RPCError, RPCStatusCode
 
 from orderflow.api.deps import SessionDep, TemporalDep, require
-from orderflow.db.models import Shipment
+from orderflow.db import repo
+from orderflow.db.models import Order, Shipment
 from orderflow.domain.payloads import DeliveryEvent, Model
 from orderflow.temporal_client import workflow_id
 
@@ -29,5 +31,23 @@ async def shipment_event(
     if order_id is None:
         raise HTTPException(404, f"no shipment with tracking number {tracking_number}")
     event = DeliveryEvent(tracking_number=tracking_number, status=body.status, at=body.at)
-    await client.get_workflow_handle(workflow_id(order_id)).signal("carrier_event", event)
+    try:
+        await client.get_workflow_handle(workflow_id(order_id)).signal("carrier_event", event)
+    except RPCError as err:
+        if err.status != RPCStatusCode.NOT_FOUND:
+            raise
+        # The order has ended (carriers repeat webhooks; a shipment written off as lost may
+        # turn up): nothing to drive, but the event is kept on the order's timeline.
+        status = await session.scalar(select(Order.status).where(Order.id == order_id))
+        await repo.record_event(
+            session,
+            order_id,
+            f"carrier-late:{tracking_number}:{body.status}",
+            status=None,
+            kind="note",
+            detail=f"carrier reported {tracking_number} {body.status} after the order ended "
+            f"({status})",
+        )
+        await session.commit()
+        return {"status": "recorded", "order_id": order_id, "order_status": str(status)}
     return {"status": "accepted", "order_id": order_id}
