@@ -88,6 +88,10 @@ class Settings(BaseSettings):
     # Worker tuning. The workflow sandbox guards determinism at a CPU cost; the tests keep it.
     workflow_sandbox: bool = True
     uvloop: bool = True
+    # The worker yields the CPU to the API and Temporal (os.nice): where they share cores,
+    # intake stays quick while the pipeline runs flat out; alone on a machine it changes
+    # nothing. 0 turns it off.
+    worker_nice: int = Field(default=10, ge=0, le=19)
     max_concurrent_workflow_tasks: int = 200
     max_concurrent_activities: int = 200
     max_concurrent_local_activities: int = 200

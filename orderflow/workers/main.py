@@ -6,6 +6,7 @@ import asyncio
 import compileall
 import contextlib
 import logging
+import os
 import signal
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -119,6 +120,8 @@ async def order_worker(
 
 async def run(settings: Settings) -> None:
     """Run a worker until SIGINT/SIGTERM."""
+    if settings.worker_nice and hasattr(os, "nice"):
+        os.nice(settings.worker_nice)
     sdk_bind = (
         f"{settings.host}:{settings.worker_sdk_metrics_port}"
         if settings.worker_sdk_metrics_port
