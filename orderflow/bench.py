@@ -110,13 +110,24 @@ async def run_skeleton(client: Client, kind: str, n: int, concurrency: int) -> d
             await handle.result()
             done.append(time.time())
 
+        procs = _stack_processes()
+        procs["worker"] = [psutil.Process()]  # the skeleton's worker is this process
+        cpu_start = _cpu_seconds(procs)
         start = time.time()
         await asyncio.gather(*(one(i) for i in range(n)))
+        cpu_end = _cpu_seconds(procs)
     return {
         "kind": kind,
         "workflows": n,
         "per_second": sustained_rate(done),
         "elapsed_s": round(max(done) - start, 2) if done else None,
+        # What one skeleton workflow costs Temporal and its worker (this process, which
+        # also starts them): the floor the pipeline's CPU per order compares with.
+        "cpu_ms_per_workflow": {
+            role: round(1000 * (cpu_end[role] - cpu_start[role]) / n, 1)
+            for role in ("temporal", "worker")
+            if role in cpu_end
+        },
     }
 
 
@@ -634,6 +645,7 @@ def summarize(report: dict[str, Any]) -> str:
     for b in report.get("baseline", []):
         lines.append(
             f"baseline {b['kind']}: {b['per_second']} wf/s -> pipeline ratio {b.get('ratio')}"
+            f"; CPU ms per workflow {b.get('cpu_ms_per_workflow')}"
         )
     return "\n".join(lines)
 
