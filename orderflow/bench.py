@@ -30,6 +30,8 @@ from temporalio import activity, workflow
 from temporalio.client import Client
 from temporalio.worker import Worker
 
+from orderflow.config import Settings
+
 POLL_SECONDS = 0.25
 PIPELINE_STEPS = 9  # validate+route, reserve, pick, pack, book, ship, invoice, deliver, complete
 MIXES = {
@@ -93,13 +95,17 @@ async def run_skeleton(client: Client, kind: str, n: int, concurrency: int) -> d
     wf = ActivitySkeleton if kind == "activity" else LocalSkeleton
     done: list[float] = []
     sem = asyncio.Semaphore(concurrency)
+    slots = Settings()
     async with Worker(
         client,
         task_queue=queue,
         workflows=[wf],
         activities=[noop],
-        max_concurrent_workflow_tasks=200,
-        max_concurrent_activities=200,
+        # The same slots as the order worker (config.py, ORDERFLOW_MAX_CONCURRENT_*), so
+        # both are tuned alike.
+        max_concurrent_workflow_tasks=slots.max_concurrent_workflow_tasks,
+        max_concurrent_activities=slots.max_concurrent_activities,
+        max_concurrent_local_activities=slots.max_concurrent_local_activities,
     ):
 
         async def one(i: int) -> None:
