@@ -26,11 +26,13 @@ import httpx
 import psutil
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-from temporalio import activity, workflow
 from temporalio.client import Client
-from temporalio.worker import Worker
+from temporalio.worker import UnsandboxedWorkflowRunner, Worker
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 
 from orderflow.config import Settings
+from orderflow.workers.main import precompile_workflows
+from orderflow.workflows.skeleton import ActivitySkeleton, LocalSkeleton, noop
 
 POLL_SECONDS = 0.25
 PIPELINE_STEPS = 9  # validate+route, reserve, pick, pack, book, ship, invoice, deliver, complete
@@ -38,34 +40,6 @@ MIXES = {
     "realistic": {"touchless": 0.80, "approval": 0.10, "invalid": 0.05, "short": 0.05},
     "touchless": {"touchless": 1.0},
 }
-
-
-# ---- bare Temporal skeletons for the baseline -------------------------------------------
-
-
-@activity.defn(name="bench.noop")
-async def noop(step: int) -> int:
-    return step
-
-
-@workflow.defn(name="BenchActivitySkeleton", sandboxed=False)
-class ActivitySkeleton:
-    @workflow.run
-    async def run(self, steps: int) -> int:
-        for i in range(steps):
-            await workflow.execute_activity(noop, i, start_to_close_timeout=timedelta(seconds=30))
-        return steps
-
-
-@workflow.defn(name="BenchLocalSkeleton", sandboxed=False)
-class LocalSkeleton:
-    @workflow.run
-    async def run(self, steps: int) -> int:
-        for i in range(steps):
-            await workflow.execute_local_activity(
-                noop, i, start_to_close_timeout=timedelta(seconds=30)
-            )
-        return steps
 
 
 def percentile(values: list[float], q: float) -> float | None:
@@ -88,6 +62,9 @@ def sustained_rate(times: list[float]) -> float | None:
     return n / (hi - lo) if hi > lo else None
 
 
+# ---- bare Temporal skeletons for the baseline (workflows/skeleton.py) ------------------
+
+
 async def run_skeleton(client: Client, kind: str, n: int, concurrency: int) -> dict[str, Any]:
     """Start n skeleton workflows as the pipeline's orders are started (bounded concurrency
     on the start call, not on completion) on a fresh queue, and measure completions/s."""
@@ -96,6 +73,7 @@ async def run_skeleton(client: Client, kind: str, n: int, concurrency: int) -> d
     done: list[float] = []
     sem = asyncio.Semaphore(concurrency)
     slots = Settings()
+    precompile_workflows()  # as the order worker does at start
     async with Worker(
         client,
         task_queue=queue,
@@ -106,6 +84,9 @@ async def run_skeleton(client: Client, kind: str, n: int, concurrency: int) -> d
         max_concurrent_workflow_tasks=slots.max_concurrent_workflow_tasks,
         max_concurrent_activities=slots.max_concurrent_activities,
         max_concurrent_local_activities=slots.max_concurrent_local_activities,
+        workflow_runner=SandboxedWorkflowRunner()
+        if slots.workflow_sandbox
+        else UnsandboxedWorkflowRunner(),
     ):
 
         async def one(i: int) -> None:

@@ -201,6 +201,7 @@ def test_bench_smoke_run_completes_without_errors(tmp_path: Path):
                 str(out),
                 "--plot",
                 str(tmp_path / "bench.png"),
+                "--baseline",
             ],
             env=env,
             capture_output=True,
@@ -213,5 +214,10 @@ def test_bench_smoke_run_completes_without_errors(tmp_path: Path):
         assert report["database"]["orders"] == 50 - report["mix"].get("invalid", 0)
         assert report["completed"] == report["database"]["invoices"]
         assert (tmp_path / "bench.png").stat().st_size > 1000
+        # The skeletons ran on the same server: a rate, a ratio and their CPU for each.
+        assert [b["kind"] for b in report["baseline"]] == ["activity", "local"]
+        for b in report["baseline"]:
+            assert b["per_second"] > 0 and b["ratio"] > 0
+            assert b["cpu_ms_per_workflow"]["worker"] > 0
     finally:
         _stop(proc)
