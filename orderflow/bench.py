@@ -401,16 +401,10 @@ async def _act(
     elif item["status"] == "awaiting_approval" and item["id"] not in approved:
         approved.add(item["id"])
         try:
-            r = await http.post(
-                f"{run.api}/orders/{item['id']}/decision",
-                json={"decision": "approve", "comment": "bench"},
-                headers=run.h("credit_controller"),
-            )
+            await _approve(http, run, item["id"])
         except httpx.TransportError:
             approved.discard(item["id"])  # not heard: decide again at the next look
             raise
-        if r.status_code != 200:
-            run.errors[f"decision:{r.status_code}"] += 1
     elif item["status"] == "invoiced" and item["id"] not in delivered:
         delivered.add(item["id"])
         try:
@@ -428,6 +422,17 @@ async def _act(
         except (httpx.TransportError, ValueError, KeyError):
             delivered.discard(item["id"])  # report the delivery again at the next look
             raise
+
+
+async def _approve(http: httpx.AsyncClient, run: Run, order_id: str) -> None:
+    """Approve the pending level as the credit controller; anything but a 200 is an error."""
+    r = await http.post(
+        f"{run.api}/orders/{order_id}/decision",
+        json={"decision": "approve", "comment": "bench"},
+        headers=run.h("credit_controller"),
+    )
+    if r.status_code != 200:
+        run.errors[f"decision:{r.status_code}"] += 1
 
 
 ROLES = {
@@ -734,13 +739,7 @@ async def bench_backlog(
 
         async def approve(plan: Plan) -> None:
             async with sem:
-                r = await http.post(
-                    f"{api}/orders/{plan.order_id}/decision",
-                    json={"decision": "approve"},
-                    headers=run.h("credit_controller"),
-                )
-                if r.status_code != 200:
-                    run.errors[f"decision:{r.status_code}"] += 1
+                await _approve(http, run, plan.order_id)
 
         t1 = time.monotonic()
         await asyncio.gather(*(approve(p) for p in plans if p.order_id))
