@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: up test lint bench clean
+.PHONY: up test lint bench fuzz clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -20,6 +20,12 @@ test: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check orderflow tests
+
+# The API fuzzer for ten minutes (the test suite runs it for about two): 0 failures expected.
+fuzz: $(STAMP)
+	ORDERFLOW_FUZZ_SECONDS=$${ORDERFLOW_FUZZ_SECONDS:-600} \
+	ORDERFLOW_FUZZ_EXAMPLES=$${ORDERFLOW_FUZZ_EXAMPLES:-800} \
+	$(BIN)/pytest tests/api/test_fuzz.py -q -p no:cacheprovider --timeout=900
 
 bench: $(STAMP)
 	$(BIN)/orderflow bench

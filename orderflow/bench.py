@@ -42,6 +42,42 @@ MIXES = {
 }
 
 
+RSS_SAMPLE_S = 5.0
+
+
+def slope_per_hour(points: list[tuple[float, float]]) -> float | None:
+    """Least-squares slope of (seconds, MB) points, in MB per hour."""
+    if len(points) < 3:
+        return None
+    n = len(points)
+    mx = sum(x for x, _ in points) / n
+    my = sum(y for _, y in points) / n
+    var = sum((x - mx) ** 2 for x, _ in points)
+    if var == 0:
+        return None
+    return 3600 * sum((x - mx) * (y - my) for x, y in points) / var
+
+
+def soak_report(report: dict[str, Any], samples: list[tuple[float, dict[str, float]]]) -> dict:
+    """Memory over the soak (first fifth left out: caches and pools filling up), and the
+    orders accounted for: refused at entry or ended, and found in PostgreSQL."""
+    start = samples[-1][0] / 5 if samples else 0.0
+    steady = [(t, mb) for t, mb in samples if t >= start]
+    slope, first, last = {}, {}, {}
+    for role in ("worker", "api"):
+        points = [(t, mb[role]) for t, mb in steady if role in mb]
+        if points:
+            slope[role] = round(slope_per_hour(points) or 0.0, 1)
+            first[role], last[role] = round(points[0][1], 1), round(points[-1][1], 1)
+    return {
+        "slope_mb_per_hour": slope,
+        "rss_after_warmup_mb": first,
+        "rss_at_end_mb": last,
+        "samples": len(samples),
+        "accounted_for": report.pop("_accounted", 0),
+    }
+
+
 def percentile(values: list[float], q: float) -> float | None:
     if not values:
         return None
@@ -146,6 +182,8 @@ class Run:
     swept_at: float = 0.0
     # POSTs sent again after a transport error (same Idempotency-Key).
     retries: Counter[str] = field(default_factory=Counter)
+    # (seconds since start, {role: RSS MB}) every RSS_SAMPLE_S, for the soak's slope.
+    rss_samples: list[tuple[float, dict[str, float]]] = field(default_factory=list)
 
     def h(self, role: str) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.tokens[role]}"}
@@ -206,15 +244,24 @@ async def _setup(http: httpx.AsyncClient, api: str, admin: str, run_id: str) -> 
         r.raise_for_status()
     tokens = {"admin": admin}
     for role in ("channel", "credit_controller", "ops"):
-        token = await _user(http, api, admin, f"bench-{role}-{run_id}", role)
+        # A channel user may send orders for its own channel only.
+        bound = channel_name(run_id) if role == "channel" else None
+        token = await _user(http, api, admin, f"bench-{role}-{run_id}", role, bound)
         tokens[role] = token
     return {"big": big, "tight": tight, "skus": skus, "scarce": scarce, "tokens": tokens}
 
 
-async def _user(http: httpx.AsyncClient, api: str, admin: str, name: str, role: str) -> str:
+def channel_name(run_id: str) -> str:
+    """The run's channel (lower case, as channel names are)."""
+    return f"bench-{run_id.lower()}"
+
+
+async def _user(
+    http: httpx.AsyncClient, api: str, admin: str, name: str, role: str, channel: str | None = None
+) -> str:
     r = await http.post(
         f"{api}/users",
-        json={"name": name, "role": role},
+        json={"name": name, "role": role, **({"channel": channel} if channel else {})},
         headers={"Authorization": f"Bearer {admin}"},
     )
     r.raise_for_status()
@@ -475,7 +522,9 @@ def _rss_sampler(run: Run, stop: asyncio.Event) -> asyncio.Task[None]:
     async def sample() -> None:
         procs = _stack_processes()
         cpu_start = _cpu_seconds(procs)
+        last_sample = -RSS_SAMPLE_S
         while not stop.is_set():
+            now: dict[str, float] = {}
             for role in ("worker", "api"):
                 total = 0.0
                 for p in procs.get(role, []):
@@ -483,6 +532,14 @@ def _rss_sampler(run: Run, stop: asyncio.Event) -> asyncio.Task[None]:
                         total += p.memory_info().rss / 2**20
                 if total:
                     run.rss[role] = max(run.rss.get(role, 0.0), total)
+                    now[role] = total
+            at = time.monotonic() - run.start
+            if at - last_sample >= RSS_SAMPLE_S:
+                run.rss_samples.append((round(at, 1), now))
+                last_sample = at
+                # A process restarted by `up` is looked up again.
+                if any(not p.is_running() for ps in procs.values() for p in ps):
+                    procs = _stack_processes()
             await asyncio.sleep(0.5)
         # Backends that started during the run count from zero.
         procs = _stack_processes()
@@ -507,7 +564,7 @@ async def bench_pipeline(
     limits = httpx.Limits(max_connections=concurrency + 20)
     async with httpx.AsyncClient(timeout=60, limits=limits) as http:
         setup = await _setup(http, api, admin_token, run_id)
-        run = Run(api=api, tokens=setup["tokens"], channel=f"bench-{run_id}")
+        run = Run(api=api, tokens=setup["tokens"], channel=channel_name(run_id))
         weights = MIXES[mix]
         kinds = rng.choices(list(weights), weights=list(weights.values()), k=orders)
         plans = {f"{run_id}-{i}": Plan(kind, f"{run_id}-{i}") for i, kind in enumerate(kinds)}
@@ -568,6 +625,8 @@ def _report(run: Run, plans: dict[str, Plan], channel: str) -> dict[str, Any]:
     ]
     done_times = [p.done_at for p in completed if p.done_at is not None]
     return {
+        "_accounted": sum(p.done_at is not None for p in plans.values()),
+        "_rss_samples": run.rss_samples,
         "channel": channel,
         "orders": len(plans),
         "mix": dict(Counter(p.kind for p in plans.values())),
@@ -622,7 +681,14 @@ def plot(report: dict[str, Any], path: Path) -> None:
 
 
 def summarize(report: dict[str, Any]) -> str:
+    soak = report.get("soak")
     lines = [
+        f"soak {soak['duration_s']:.0f} s at {soak['rate']} orders/s: "
+        f"{soak['accounted_for']}/{report['orders']} orders accounted for; "
+        f"RSS slope MB/hour {soak['slope_mb_per_hour']} "
+        f"(after warm-up {soak['rss_after_warmup_mb']}, at end {soak['rss_at_end_mb']})"
+    ] if soak else []
+    lines += [
         f"orders {report['orders']} {report['mix']}: completed {report['completed']}",
         f"completed/s (sustained): {report['completed_per_second']}",
         "intake ms p50/p95/p99: "
@@ -703,7 +769,7 @@ async def bench_backlog(
         timeout=120, limits=httpx.Limits(max_connections=concurrency + 20)
     ) as http:
         setup = await _setup(http, api, admin_token, run_id)
-        run = Run(api=api, tokens=setup["tokens"], channel=f"backlog-{run_id}")
+        run = Run(api=api, tokens=setup["tokens"], channel=channel_name(run_id))
         stop = asyncio.Event()
         sampler = _rss_sampler(run, stop)
         sem = asyncio.Semaphore(concurrency)
@@ -712,7 +778,7 @@ async def bench_backlog(
             run.intake_ms.clear()
             for i in range(50):
                 plan = Plan("touchless", f"{run_id}-{tag}-{i}")
-                await _post_order(http, run, plan, _body(plan, setup, f"probe-{run_id}", rng))
+                await _post_order(http, run, plan, _body(plan, setup, run.channel, rng))
             return {q: percentile(run.intake_ms, v) for q, v in (("p50", 0.5), ("p99", 0.99))}
 
         before = await probe("before")
@@ -773,3 +839,12 @@ async def _count(http: httpx.AsyncClient, run: Run, status: str) -> int:
         cursor = page["next_cursor"]
         if not cursor:
             return total
+
+
+async def calibrate(
+    api: str, admin_token: str, concurrency: int, mix: str, console: Console
+) -> float:
+    """The sustained rate of this stack, from a short run as fast as it goes (orders/s)."""
+    console.print("soak: measuring the sustained rate with 200 orders …")
+    report = await bench_pipeline(api, admin_token, 200, concurrency, None, mix, console)
+    return float(report["completed_per_second"] or 1.0)

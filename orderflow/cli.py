@@ -49,8 +49,14 @@ async def _prepare_database(settings: Settings) -> None:
         async with make_session_factory(engine)() as session:
             await load_demo_data(session)
             if settings.bootstrap_token:
-                await ensure_token(session, "bootstrap", "admin", settings.bootstrap_token)
+                # A new value retires the previous bootstrap token.
+                valid = await ensure_token(session, "bootstrap", "admin", settings.bootstrap_token)
                 await session.commit()
+                if not valid:
+                    console.print(
+                        "[red]ORDERFLOW_BOOTSTRAP_TOKEN was revoked (or retired) and stays so: "
+                        "set a new value to get a working admin token[/red]"
+                    )
     finally:
         await engine.dispose()
 
@@ -64,6 +70,7 @@ def up(
 ) -> None:
     """Start the whole stack: PostgreSQL, Temporal + UI, migrations, demo data, worker, API."""
     from orderflow.embedded import EmbeddedPostgres, EmbeddedTemporal, PortBusyError, require_free
+    from orderflow.supervisor import AlertSender, Child, CrashLoop, Supervisor
 
     overrides = {
         k: v
@@ -107,15 +114,16 @@ def up(
 
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
-    started: list = []
+    sup = Supervisor(_say_to(home / "supervisor.log"))
+    alerts: AlertSender | None = None
+    code = 0
     try:
         env = dict(os.environ)
         env["ORDERFLOW_SECRET_KEY"] = settings.secret_key or ""
         if not settings.database_url:
             console.print("starting PostgreSQL …")
             pg = EmbeddedPostgres(home / "pg", h, settings.pg_port)
-            pg.start()
-            started.append(pg)
+            sup.start(Child("postgres", _starter(pg.start, pg), home / "postgres.log", 30))
             env["ORDERFLOW_DATABASE_URL"] = pg.url
             settings = settings.model_copy(update={"database_url": pg.url})
         if not settings.temporal_address:
@@ -128,46 +136,88 @@ def up(
                 settings.temporal_namespace,
                 wal=settings.temporal_sqlite_wal,
             )
-            tmp.start(home / "temporal.log")
-            started.append(tmp)
+            log_file = home / "temporal.log"
+            sup.start(Child("temporal", _starter(lambda: tmp.start(log_file), tmp), log_file))
             env["TEMPORAL_ADDRESS"] = tmp.address
         console.print("migrating and loading demo data …")
         asyncio.run(_prepare_database(settings))
-        children = _start_children(settings, env, home)
-        started.extend(children)
+        children = _app_children(settings, env, home)
+        for child in children:
+            sup.start(child)
         _wait_healthy(settings, children, lambda: stopping)
+        alerts = AlertSender(
+            settings.resolved_temporal_address, settings.temporal_namespace, settings.task_queue
+        )
+        sup.on_restart = alerts
         _banner(settings)
-        while not stopping:
-            dead = [c for c in children if not c.alive()]
-            if dead:
-                console.print(
-                    f"[red]{dead[0].name} exited; see {home}/{dead[0].name}.log; stopping[/red]"
-                )
-                break
-            time.sleep(0.5)
+        sup.run(lambda: stopping)
+    except CrashLoop as err:
+        console.print(f"[red]{err}; stopping the stack[/red]")
+        logging.getLogger("orderflow.supervisor").error("%s; stopping the stack", err)
+        code = 1
     except (RuntimeError, TimeoutError, OSError) as err:
         console.print(f"[red]could not start: {err}[/red]")
-        raise typer.Exit(1) from None
+        code = 1
     finally:
         console.print("stopping …")
-        for proc in reversed(started):
-            proc.stop()
+        if alerts is not None:
+            alerts.close()
+        sup.stop()
         console.print("stopped; data kept in " + str(home))
+    if code:
+        raise typer.Exit(code)
 
 
-def _start_children(settings: Settings, env: dict[str, str], home: Path) -> list:
+def _say_to(log_file: Path):  # type: ignore[no-untyped-def]
+    """The supervisor's messages: on the console and, with the date, in supervisor.log."""
+    handler = logging.FileHandler(log_file)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    sup_log = logging.getLogger("orderflow.supervisor")
+    sup_log.addHandler(handler)
+    sup_log.setLevel(logging.INFO)
+
+    def say(message: str) -> None:
+        console.print(f"[yellow]{message}[/yellow]")
+        sup_log.warning(message)
+
+    return say
+
+
+def _starter(start, server):  # type: ignore[no-untyped-def]
+    """A start function for the supervisor: start (and wait until ready), or clean up."""
+
+    def go():  # type: ignore[no-untyped-def]
+        try:
+            start()
+        except BaseException:
+            server.stop()
+            raise
+        return server.process
+
+    return go
+
+
+def _app_children(settings: Settings, env: dict[str, str], home: Path) -> list:
+    """The worker(s) and the API, as supervised children."""
     from orderflow.embedded import spawn
+    from orderflow.supervisor import Child
 
     py = sys.executable
+    worker_args = [py, "-m", "orderflow.cli", "worker"]
+
+    def spawner(name: str, args: list[str]):  # type: ignore[no-untyped-def]
+        return lambda: spawn(name, args, home / f"{name}.log", env=env)
+
+    # A worker is given its graceful shutdown to finish the activities in flight.
+    grace = settings.worker_graceful_shutdown_seconds + 10
     workers = [
-        spawn(name, [py, "-m", "orderflow.cli", "worker"], home / f"{name}.log", env=env)
+        Child(name, spawner(name, worker_args), home / f"{name}.log", grace)
         for name in ["worker"] + [f"worker-{i}" for i in range(2, settings.workers + 1)]
     ]
-    api = spawn(
+    api = Child(
         "api",
-        [py, "-m", "orderflow.cli", "api", "--port", str(settings.api_port)],
+        spawner("api", [py, "-m", "orderflow.cli", "api", "--port", str(settings.api_port)]),
         home / "api.log",
-        env=env,
     )
     return [*workers, api]
 
@@ -203,7 +253,8 @@ def _banner(settings: Settings) -> None:
     ]
     if not settings.bootstrap_token:
         lines.append("Token        orderflow users create me --role admin")
-    lines.append("Ctrl-C stops everything; orders in flight carry on at the next `make up`.")
+    lines.append("A part that dies is restarted (see supervisor.log); Ctrl-C stops everything;")
+    lines.append("orders in flight carry on at the next `make up`.")
     console.print(Panel("\n".join(lines), title="Orderflow is up", expand=False))
 
 
@@ -323,6 +374,13 @@ def bench(
     plot_file: Annotated[
         Path | None, typer.Option("--plot", help="PNG of throughput and latency over time")
     ] = None,
+    soak: Annotated[
+        str | None,
+        typer.Option(
+            help="run this long (30m, 1h) at --rate, or at half the sustained rate measured "
+            "first; reports the worker's and API's memory slope in MB per hour"
+        ),
+    ] = None,
 ) -> None:
     """Measure a running stack through its API (and Temporal itself with --baseline)."""
     from orderflow import bench as b
@@ -336,11 +394,21 @@ def bench(
         raise typer.Exit(2)
     if mix not in b.MIXES:
         raise typer.BadParameter(f"--mix must be one of {', '.join(b.MIXES)}")
+    soak_s = parse_duration(soak).total_seconds() if soak else 0.0
 
     async def go() -> dict:
         if backlog:
             return await b.bench_backlog(api, admin, backlog, concurrency, console)
-        report = await b.bench_pipeline(api, admin, orders, concurrency, rate, mix, console)
+        n, pace = orders, rate
+        if soak_s:
+            pace = rate or round(await b.calibrate(api, admin, concurrency, mix, console) / 2, 2)
+            n = max(1, int(pace * soak_s))
+            console.print(f"soak: {n} orders over {soak_s:.0f} s at {pace} orders/s")
+        report = await b.bench_pipeline(api, admin, n, concurrency, pace, mix, console)
+        samples = report.pop("_rss_samples")
+        if soak_s:
+            report["soak"] = {"duration_s": soak_s, "rate": pace, **b.soak_report(report, samples)}
+        report.pop("_accounted", None)
         db = await b.count_in_db(settings.resolved_database_url, report["channel"])
         report["database"] = db
         for problem in b.check_counts(report, db):
@@ -441,6 +509,20 @@ def receiver(port: Annotated[int, typer.Option(help="port to listen on")] = 9999
             pass
 
 
+async def _with_session(work):  # type: ignore[no-untyped-def]
+    """Run `work(session)` against the configured database and commit."""
+    from orderflow.db.session import make_engine, make_session_factory
+
+    engine = make_engine(get_settings().resolved_database_url, pool_size=1)
+    try:
+        async with make_session_factory(engine)() as session:
+            result = await work(session)
+            await session.commit()
+            return result
+    finally:
+        await engine.dispose()
+
+
 @users_app.command("create")
 def users_create(
     name: str,
@@ -450,28 +532,73 @@ def users_create(
             help="admin, sales, credit_controller, sales_manager, director, ops or channel"
         ),
     ],
+    channel: Annotated[
+        str | None,
+        typer.Option(help="for role channel: the one channel this token acts for (required)"),
+    ] = None,
 ) -> None:
     """Create a user; the token is printed as the last line."""
     from orderflow.api.auth import create_user
-    from orderflow.db.session import make_engine, make_session_factory
-
-    async def go() -> str:
-        engine = make_engine(get_settings().resolved_database_url, pool_size=1)
-        try:
-            async with make_session_factory(engine)() as session:
-                token = await create_user(session, name, role)
-                await session.commit()
-                return token
-        finally:
-            await engine.dispose()
 
     try:
-        token = asyncio.run(go())
+        token = asyncio.run(_with_session(lambda s: create_user(s, name, role, channel)))
     except ValueError as err:
         console.print(f"[red]{err}[/red]")
         raise typer.Exit(2) from None
-    console.print(f"created {name} with role {role}; the token is shown once:")
+    bound = f" for channel {channel}" if channel else ""
+    console.print(f"created {name} with role {role}{bound}; the token is shown once:")
     print(token)
+
+
+@users_app.command("list")
+def users_list() -> None:
+    """Every user: id, name, role, channel, and whether its token still works."""
+    from sqlalchemy import select
+
+    from orderflow.db.models import User
+
+    async def rows(s):  # type: ignore[no-untyped-def]
+        return list((await s.scalars(select(User).order_by(User.id))).all())
+
+    table = Table(title="users (tokens are never shown again)")
+    for col in ("id", "name", "role", "channel", "state", "created"):
+        table.add_column(col)
+    for u in asyncio.run(_with_session(rows)):
+        state = "active" if u.active else f"revoked {u.revoked_at:%Y-%m-%d %H:%M}"
+        name = u.name + (" (bootstrap)" if u.bootstrap else "")
+        table.add_row(str(u.id), name, u.role, u.channel or "", state, f"{u.created_at:%Y-%m-%d}")
+    Console().print(table)
+
+
+@users_app.command("revoke")
+def users_revoke(
+    name_or_id: Annotated[str, typer.Argument(help="a user id, or a name held by one user")],
+) -> None:
+    """Revoke a token for good. API processes refuse it within 30 s (their token cache)."""
+    from orderflow.api.auth import find_users, revoke_user
+
+    async def go(s):  # type: ignore[no-untyped-def]
+        found = await find_users(s, name_or_id)
+        if len(found) != 1:
+            return found
+        await revoke_user(s, found[0].id)
+        return found
+
+    found = asyncio.run(_with_session(go))
+    if not found:
+        console.print(f"[red]no active user {name_or_id}[/red]")
+        raise typer.Exit(2)
+    if len(found) > 1:
+        ids = ", ".join(f"{u.id} ({u.role})" for u in found)
+        console.print(
+            f"[red]{len(found)} active users are named {name_or_id}: {ids}; give the id[/red]"
+        )
+        raise typer.Exit(2)
+    user = found[0]
+    console.print(
+        f"revoked user {user.id} {user.name} ({user.role}); API processes refuse its token "
+        "within 30 s"
+    )
 
 
 if __name__ == "__main__":

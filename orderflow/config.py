@@ -52,8 +52,14 @@ class Settings(BaseSettings):
     # Simulated carrier behaviour: normal | fail_transient | fail_permanent | slow.
     carrier_mode: str = "normal"
     carrier_delay_seconds: float = 0.0
+    # Simulated carrier: a file where every booking and cancellation call is written, one
+    # line each, as the carrier would see them (the crash tests count bookings with it).
+    carrier_ledger: Path | None = None
     # How long a shipped order waits for a delivery confirmation before asking the carrier.
     delivery_poll_seconds: float = 10.0
+    # POST /orders/{id}/cancel waits this long for the cancel to take effect; past it, a
+    # cancel the order has accepted answers 202 (pending) instead of keeping the caller.
+    cancel_wait_seconds: float = Field(default=20.0, gt=0, le=60)
 
     # Days an invoice may be overdue before the customer's orders need a credit controller.
     overdue_grace_days: int = 7
@@ -104,6 +110,20 @@ class Settings(BaseSettings):
     # recently used is evicted and replayed from its history when it next has work. Bounds
     # the worker's memory however many orders wait (see README, Performance).
     max_cached_workflows: int = 2000
+    # SIGTERM lets activities in flight finish for this long before the worker exits.
+    worker_graceful_shutdown_seconds: float = Field(default=30.0, ge=0)
+    # The worker starts orders and imports stored while Temporal was unreachable
+    # (recovery.py), looking every this many seconds, for those older than the grace.
+    recovery_interval_seconds: float = Field(default=5.0, gt=0)
+    recovery_grace_seconds: float = Field(default=10.0, ge=0)
+
+    # Uploads and webhook bodies (docs/limits.md). A sheet is read only as wide as its header
+    # and as long as `import_max_rows`; an .xlsx whose parts unpack to more than
+    # `import_max_unzipped_bytes` is refused before it is parsed (a zip bomb).
+    import_max_bytes: int = Field(default=20 * 2**20, ge=1024)
+    import_max_rows: int = Field(default=20_000, ge=1)
+    import_max_unzipped_bytes: int = Field(default=64 * 2**20, ge=2**20)
+    webhook_max_bytes: int = Field(default=2**20, ge=1024)
 
     @field_validator("api_port", "pg_port", "temporal_port", "temporal_ui_port")
     @classmethod

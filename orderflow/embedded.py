@@ -134,6 +134,11 @@ class ManagedProcess:
     def alive(self) -> bool:
         return self.proc.poll() is None
 
+    def reap_group(self) -> None:
+        """Kill whatever the (dead) process left behind in its process group."""
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+
     def stop(self, timeout: float = 15.0) -> None:
         if not self.alive():
             return

@@ -65,16 +65,25 @@ async def _why_in_db(sessions: SessionFactory, order: Order) -> str:
     return f"in {order.status}"
 
 
-async def _why_in_temporal(client: Client, order_id: str) -> str | None:
+# The worker's recovery (recovery.py) starts a stored order without a workflow within
+# seconds of Temporal answering; only one it has not started for this long needs a person.
+SELF_START_WINDOW = timedelta(minutes=2)
+SELF_STARTING = "starting by itself"
+
+
+async def _why_in_temporal(client: Client, order: Order) -> str | None:
     """What Temporal knows: a missing workflow, a failing activity, an ended run."""
-    handle = client.get_workflow_handle(workflow_id(order_id))
+    handle = client.get_workflow_handle(workflow_id(order.id))
     try:
         desc = await handle.describe()
     except RPCError as err:
         if err.status == RPCStatusCode.NOT_FOUND:
+            age = datetime.now(UTC) - order.created_at
+            if order.status == OrderStatus.RECEIVED.value and age < SELF_START_WINDOW:
+                return SELF_STARTING
             return (
-                "no workflow: the order was stored but never started; resend the request "
-                "with the same Idempotency-Key"
+                f"no workflow: stored {str(age).split('.')[0]} ago and never started; a "
+                "worker starts such orders once Temporal answers: check that one runs"
             )
         raise
     if desc.status != WorkflowExecutionStatus.RUNNING:
@@ -94,6 +103,7 @@ async def find_stuck(
     older_than: timedelta,
     status: str | None = None,
     limit: int = 200,
+    offset: int = 0,
 ) -> list[StuckOrder]:
     """Open orders whose status has not changed for `older_than`, oldest first."""
     cutoff = datetime.now(UTC) - older_than
@@ -103,7 +113,8 @@ async def find_stuck(
             .where(
                 Order.status.not_in([st.value for st in FINAL_STATUSES]), Order.updated_at <= cutoff
             )
-            .order_by(Order.updated_at)
+            .order_by(Order.updated_at, Order.id)
+            .offset(offset)
             .limit(limit)
         )
         if status is not None:
@@ -111,7 +122,9 @@ async def find_stuck(
         orders = list((await s.scalars(q)).all())
     found = []
     for order in orders:
-        why = await _why_in_temporal(client, order.id) or await _why_in_db(sessions, order)
+        why = await _why_in_temporal(client, order) or await _why_in_db(sessions, order)
+        if why == SELF_STARTING:
+            continue  # nothing for a person to do
         found.append(
             StuckOrder(
                 order.id, order.status, order.updated_at, why, temporal_ui_link(settings, order.id)

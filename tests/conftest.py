@@ -107,6 +107,9 @@ def test_settings(pg: EmbeddedPostgres, **overrides: object) -> Settings:
         "carrier_transit_seconds": 0.0,
         "delivery_poll_seconds": 0.2,
         "secret_key": "test-secret-key-for-channel-webhooks",
+        # A worker leaving a test stops at once, as before graceful shutdown existed
+        # (tests/workers/test_crash.py covers the graceful stop of a real worker).
+        "worker_graceful_shutdown_seconds": 0.0,
     }
     base.update(overrides)
     return Settings(**base)  # type: ignore[arg-type]
@@ -125,8 +128,15 @@ async def running_api(
     app = create_app(settings, sessions=sessions, client=client)
     async with app.router.lifespan_context(app):
         async with sessions() as s:
+            # The channel token is bound to "api", the channel of tests.utils' orders.
             tokens = {
-                role: await create_user(s, f"{role}-{uuid.uuid4().hex[:6]}", role) for role in ROLES
+                role: await create_user(
+                    s,
+                    f"{role}-{uuid.uuid4().hex[:6]}",
+                    role,
+                    channel="api" if role == "channel" else None,
+                )
+                for role in ROLES
             }
             await s.commit()
         transport = ASGITransport(app=app)

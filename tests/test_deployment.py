@@ -78,3 +78,11 @@ def test_prometheus_scrapes_api_and_workers():
     assert ("orderflow-api", "api", 8000) in targets
     assert ("orderflow-worker", "worker", 9464) in targets
     assert (ROOT / "Dockerfile").exists()
+
+
+def test_temporal_and_its_ui_listen_on_loopback_only():
+    """Temporal answers whoever reaches it (signal, terminate): never on every interface."""
+    services = _compose()["services"]
+    for name in ("temporal", "temporal-ui"):
+        for port in services[name].get("ports", []):
+            assert str(port).startswith("127.0.0.1:"), (name, port)

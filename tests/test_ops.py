@@ -7,7 +7,7 @@ import os
 import subprocess
 import sys
 import uuid
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 from orderflow.activities.shipping import SimulatedCarrier
@@ -45,6 +45,8 @@ async def test_stuck_orders_say_why_and_a_cancel_cuts_a_failing_booking_short(ap
                     ship_to={},
                     price_rules_version="t",
                     created_by="t",
+                    # Older than the recovery's window: a person must look at it.
+                    created_at=datetime.now(UTC) - timedelta(hours=1),
                 )
             )
             await s.commit()

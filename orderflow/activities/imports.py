@@ -34,6 +34,17 @@ def row_messages(problems: list[Problem], row_nos: list[int]) -> dict[int, str]:
     return {row: "; ".join(msgs) for row, msgs in out.items()}
 
 
+def sheet_column(loc: tuple[int | str, ...] | list[int | str]) -> str:
+    """The sheet column an OrderIn field comes from: lines.0.quantity is `quantity`,
+    ship_to.city is `ship_to_city`."""
+    parts = [str(x) for x in loc if x != "body"]
+    if parts[:1] == ["lines"] and len(parts) >= 3:
+        return parts[2]
+    if parts[:1] == ["ship_to"] and len(parts) >= 2:
+        return "ship_to_" + parts[1]
+    return parts[0] if parts else "row"
+
+
 def reject_group(rows: list[ImportRow], messages: dict[int, str]) -> None:
     """Nothing half-imports: one bad row refuses its whole order, and says which row."""
     bad = sorted(messages)
@@ -103,7 +114,7 @@ class ImportActivities(DbActivities):
                         Problem(
                             loc=list(e["loc"]),
                             code=e["type"],
-                            message=f"{e['msg']} ({'.'.join(map(str, e['loc']))})",
+                            message=f"{sheet_column(e['loc'])}: {e['msg']}",
                         )
                         for e in err.errors()
                     ],

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Protocol
 
 from sqlalchemy import func, select, update
@@ -48,10 +49,20 @@ class SimulatedCarrier:
 
     name = "simcarrier"
 
-    def __init__(self, transit_seconds: float, mode: str = "normal", delay_seconds: float = 0.0):
+    def __init__(
+        self,
+        transit_seconds: float,
+        mode: str = "normal",
+        delay_seconds: float = 0.0,
+        ledger: Path | None = None,
+    ):
         self.transit = timedelta(seconds=transit_seconds)
         self.mode = mode
         self.delay = delay_seconds
+        # The carrier's own record of every call it got (crash tests count bookings here).
+        self.ledger = ledger
+        # (order id, shipment no) of every booking call cut short by a cancellation.
+        self.abandoned: list[tuple[str, int]] = []
 
     @staticmethod
     def tracking_number(order_id: str, shipment_no: int) -> str:
@@ -67,7 +78,15 @@ class SimulatedCarrier:
             raise RuntimeError(f"carrier unavailable (attempt {attempt})")
         if self.mode == "down":  # the booking service is down until someone fixes it
             raise RuntimeError(f"carrier booking service unavailable (attempt {attempt})")
-        await asyncio.sleep(self.delay)
+        # The carrier has the request from here on: it books, whatever happens to the caller.
+        self._record("book", req.order_id, req.shipment_no)
+        try:
+            await asyncio.sleep(self.delay)
+        except asyncio.CancelledError:
+            # The activity was cancelled (the order was, or the attempt timed out): a real
+            # carrier's request would be abandoned here, so the simulation says it was.
+            self.abandoned.append((req.order_id, req.shipment_no))
+            raise
         return Booking(
             tracking_number=self.tracking_number(req.order_id, req.shipment_no),
             carrier=self.name,
@@ -83,17 +102,35 @@ class SimulatedCarrier:
         return TrackResult(status="in_transit")
 
     async def cancel(self, order_id: str, shipment_no: int) -> None:
-        return None
+        self._record("cancel", order_id, shipment_no)
+
+    def _record(self, call: str, order_id: str, shipment_no: int) -> None:
+        """One line per call, appended and flushed at once (O_APPEND: whole lines even with
+        several worker processes), so a SIGKILL right after loses nothing."""
+        if self.ledger is not None:
+            tracking = self.tracking_number(order_id, shipment_no)
+            line = f"{call} {order_id} {shipment_no} {tracking}\n"
+            with open(self.ledger, "a") as out:
+                out.write(line)
 
 
 async def _heartbeat_while(coro_factory, interval: float = 1.0):  # type: ignore[no-untyped-def]
-    """Run a carrier call while heartbeating, so a dead worker is noticed in seconds."""
+    """Run a carrier call while heartbeating, so a dead worker is noticed in seconds. The
+    call runs as a task of its own, so it is cancelled with the activity (a cancelled
+    order, a timed-out attempt): it must not go on booking for an order that gave up."""
     task = asyncio.ensure_future(coro_factory())
-    while True:
-        done, _ = await asyncio.wait({task}, timeout=interval)
-        if done:
-            return task.result()
-        activity.heartbeat()
+    try:
+        while True:
+            done, _ = await asyncio.wait({task}, timeout=interval)
+            if done:
+                return task.result()
+            activity.heartbeat()
+    finally:
+        if not task.done():
+            task.cancel()
+            await asyncio.wait({task})  # let the carrier call unwind before the activity ends
+            if not task.cancelled():
+                task.exception()  # retrieved: the activity's cancellation is what it reports
 
 
 class ShippingActivities(DbActivities):

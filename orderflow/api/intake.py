@@ -10,6 +10,7 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
+from psycopg.errors import UniqueViolation
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -22,10 +23,12 @@ from temporalio.common import (
 )
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
+from orderflow.api.auth import Caller
 from orderflow.api.errors import ProblemsError
 from orderflow.config import Settings
 from orderflow.db import repo
 from orderflow.db.models import (
+    Channel,
     IdempotencyKey,
     Order,
     OrderEvent,
@@ -109,11 +112,56 @@ async def start_order_workflow(client: Client, inp: OrderWorkflowInput, task_que
         pass  # it ran already and finished: nothing to do
 
 
+# The unique constraints that mean "a concurrent request with the same Idempotency-Key or
+# the same (channel, external_ref) won": read its answer. Any other violation is the
+# request's own fault and a 422 naming the rule.
+UNIQUE_VIOLATION = UniqueViolation.sqlstate
+RACE_CONSTRAINTS = frozenset({"pk_idempotency_keys", "uq_orders_channel_external_ref"})
+# Rules the database enforces that a request can still break (the API's types keep most
+# out): where to point the caller and what the rule says.
+RULES: dict[str, tuple[list[str | int], str]] = {
+    "total_non_negative": (["body", "lines"], "the order total must not be negative"),
+    "quantity_positive": (["body", "lines"], "every line's quantity must be above 0"),
+}
+
+
+def _integrity_problem(err: IntegrityError) -> tuple[bool, Problem]:
+    """(is it an idempotency race, the problem to report if not), without driver text."""
+    diag = getattr(err.orig, "diag", None)
+    constraint = getattr(diag, "constraint_name", None) or "unknown"
+    table = getattr(diag, "table_name", None)
+    race = getattr(err.orig, "sqlstate", None) == UNIQUE_VIOLATION and (
+        constraint in RACE_CONSTRAINTS
+    )
+    loc, message = RULES.get(
+        constraint,
+        (["body"], f"the order breaks the rule {table + '.' if table else ''}{constraint}"),
+    )
+    return race, Problem(loc=loc, code=constraint, message=message)
+
+
 async def _existing(
-    session: AsyncSession, key: str | None, digest: str, channel: str, external_ref: str | None
+    session: AsyncSession,
+    scope: str | None,
+    key: str | None,
+    digest: str,
+    channel: str,
+    external_ref: str | None,
 ) -> dict[str, Any] | None:
+    # The order by (channel, external_ref) is read BEFORE the key. An order and its key are
+    # committed together, so once the order is visible its key is too. Read the other way
+    # round, a concurrent request could commit between the two reads: the key is missed,
+    # the order found, and this delivery answered in the other shape (the race behind
+    # "concurrent deliveries do not always get the same answer").
+    by_ref = None
+    if external_ref is not None:
+        by_ref = (
+            await session.scalars(
+                select(Order).where(Order.channel == channel, Order.external_ref == external_ref)
+            )
+        ).first()
     if key is not None:
-        found = await session.get(IdempotencyKey, key)
+        found = await session.get(IdempotencyKey, (scope, key))
         if found is not None:
             if found.request_hash != digest:
                 raise ProblemsError(
@@ -126,22 +174,16 @@ async def _existing(
                     ]
                 )
             return found.response
-    if external_ref is not None:
-        order = (
-            await session.scalars(
-                select(Order).where(Order.channel == channel, Order.external_ref == external_ref)
-            )
-        ).first()
-        if order is not None:
-            return {
-                "id": order.id,
-                "status": order.status,
-                "duplicate_of_external_ref": True,
-                "customer_code": order.customer_code,
-                "channel": order.channel,
-                "external_ref": external_ref,
-                "total": str(order.total),
-            }
+    if by_ref is not None:
+        return {
+            "id": by_ref.id,
+            "status": by_ref.status,
+            "duplicate_of_external_ref": True,
+            "customer_code": by_ref.customer_code,
+            "channel": by_ref.channel,
+            "external_ref": external_ref,
+            "total": str(by_ref.total),
+        }
     return None
 
 
@@ -153,31 +195,92 @@ async def create_order(
     *,
     idempotency_key: str | None,
     actor: str,
+    scope: str | None = None,
 ) -> tuple[dict[str, Any], bool]:
-    """Create and start an order; returns (answer, created). Raises ProblemsError on 422."""
+    """Create and start an order; returns (answer, created). Raises ProblemsError on 422.
+
+    `scope` says whose `idempotency_key` it is (`Caller.scope`, or `channel:NAME` for a
+    signed webhook): another caller's key is simply another key."""
+    if idempotency_key is not None and not scope:
+        raise ValueError("an Idempotency-Key needs the caller's scope")
     digest = request_hash(body)
     for _ in range(3):
         async with sessions() as session:
             previous = await _existing(
-                session, idempotency_key, digest, body.channel, body.external_ref
+                session, scope, idempotency_key, digest, body.channel, body.external_ref
             )
             if previous is not None:
                 await _ensure_started(session, client, settings, previous["id"])
                 return previous, False
             try:
                 answer, inp = await _persist(
-                    session, settings, body, digest, idempotency_key, actor
+                    session, settings, body, digest, scope, idempotency_key, actor
                 )
-            except IntegrityError:
-                # A concurrent request with the same key or external reference won: read its answer.
+            except IntegrityError as err:
                 await session.rollback()
+                race, problem = _integrity_problem(err)
+                if not race:
+                    raise ProblemsError([problem]) from None
+                # A concurrent request with the same key or external reference won: its
+                # answer is committed now (the unique check waited for it); read it.
                 continue
         try:
             await start_order_workflow(client, inp, settings.task_queue)
         except Exception as err:  # Temporal down: the order is safe, a retry starts it
             raise OrderStartError(answer["id"], err) from err
         return answer, True
-    raise RuntimeError("idempotency race did not settle")
+    raise ProblemsError(
+        [
+            Problem(
+                loc=["header", "Idempotency-Key"],
+                code="idempotency_race",
+                message="a concurrent request with this key or external_ref has not settled; "
+                "send the same request again",
+            )
+        ],
+        status_code=409,
+    )
+
+
+async def check_channel(session: AsyncSession, user: Caller, body: OrderIn) -> OrderIn:
+    """Who may post for `body.channel` (and so take its external refs): a channel token only
+    for its own channel (a body without `channel` means that one); a webhook channel only
+    through its signed webhook, its own tokens or admin. 403 naming `channel` otherwise."""
+
+    def refuse(message: str) -> ProblemsError:
+        return ProblemsError(
+            [Problem(loc=["body", "channel"], code="channel_not_allowed", message=message)],
+            status_code=403,
+        )
+
+    if user.role == "channel":
+        if user.channel is None:
+            raise refuse(f"channel token {user.name} is bound to no channel; create a new one")
+        if "channel" not in body.model_fields_set:
+            return body.model_copy(update={"channel": user.channel})
+        if body.channel != user.channel:
+            raise refuse(f"this token posts for channel {user.channel} only, not {body.channel}")
+        return body
+    await check_webhook_channel(session, user, body.channel)
+    return body
+
+
+async def check_webhook_channel(session: AsyncSession, user: Caller, channel: str) -> None:
+    """A webhook channel's orders (and so its external refs) come only through its signed
+    webhook, its own channel tokens or admin: 403 naming `channel` for anyone else (an import
+    or a sales user posting as that channel)."""
+    if user.role not in ("admin", "channel") and await session.get(Channel, channel) is not None:
+        raise ProblemsError(
+            [
+                Problem(
+                    loc=["body", "channel"],
+                    code="channel_not_allowed",
+                    message=f"{channel} is a webhook channel: its orders come through its "
+                    "signed webhook or its own channel tokens",
+                )
+            ],
+            status_code=403,
+        )
 
 
 async def _ensure_started(
@@ -203,6 +306,7 @@ async def _persist(
     settings: Settings,
     body: OrderIn,
     digest: str,
+    scope: str | None,
     key: str | None,
     actor: str,
 ) -> tuple[dict[str, Any], OrderWorkflowInput]:
@@ -296,7 +400,9 @@ async def _persist(
     }
     if key is not None:
         session.add(
-            IdempotencyKey(key=key, request_hash=digest, order_id=order_id, response=answer)
+            IdempotencyKey(
+                scope=scope, key=key, request_hash=digest, order_id=order_id, response=answer
+            )
         )
     await session.commit()
     inp = workflow_input(

@@ -5,14 +5,14 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from fastapi.responses import PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from orderflow import __version__
-from orderflow.api import errors
+from orderflow.api import errors, ui
 from orderflow.api.auth import TokenCache
-from orderflow.api.deps import AppState, SessionDep
+from orderflow.api.deps import AppState, SessionDep, authorize
 from orderflow.api.routes import (
     alerts,
     approvals,
@@ -31,9 +31,14 @@ from orderflow.api.routes import (
     users,
 )
 from orderflow.config import Settings, get_settings
-from orderflow.db.session import SessionFactory, make_engine, make_session_factory
+from orderflow.db.session import (
+    API_STATEMENT_TIMEOUT_S,
+    SessionFactory,
+    make_engine,
+    make_session_factory,
+)
 from orderflow.metrics import refresh_gauges
-from orderflow.temporal_client import connect
+from orderflow.temporal_client import API_TEMPORAL_RETRY, connect
 
 
 def create_app(
@@ -50,10 +55,22 @@ def create_app(
         engine = None
         nonlocal sessions, client
         if sessions is None:
-            engine = make_engine(settings.resolved_database_url, pool_size=20, max_overflow=20)
+            engine = make_engine(
+                settings.resolved_database_url,
+                pool_size=20,
+                max_overflow=20,
+                statement_timeout_s=API_STATEMENT_TIMEOUT_S,
+            )
             sessions = make_session_factory(engine)
         if client is None:
-            client = await connect(settings.resolved_temporal_address, settings.temporal_namespace)
+            # Lazy, with a short retry budget: the API starts while Temporal is down, and a
+            # write that needs Temporal answers 503 in seconds instead of hanging.
+            client = await connect(
+                settings.resolved_temporal_address,
+                settings.temporal_namespace,
+                lazy=True,
+                retry_config=API_TEMPORAL_RETRY,
+            )
         app.state.orderflow = AppState(
             settings=settings, sessions=sessions, client=client, tokens=TokenCache()
         )  # type: ignore[arg-type]
@@ -67,6 +84,8 @@ def create_app(
         description="Sales orders as durable Temporal workflows. Authenticate with "
         "`Authorization: Bearer <token>`.",
         lifespan=lifespan,
+        # Who may call each route: the table in orderflow/api/access.py.
+        dependencies=[Depends(authorize)],
     )
     errors.install(app)
     for module in (
@@ -86,7 +105,8 @@ def create_app(
         imports,
         production,
     ):
-        app.include_router(module.router)
+        app.include_router(module.router, responses=errors.COMMON_RESPONSES)
+    ui.install(app)
 
     @app.get("/metrics", include_in_schema=False)
     async def metrics(session: SessionDep) -> PlainTextResponse:

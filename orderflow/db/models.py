@@ -16,6 +16,7 @@ from sqlalchemy import (
     Index,
     Integer,
     Numeric,
+    PrimaryKeyConstraint,
     String,
     Text,
     UniqueConstraint,
@@ -292,19 +293,36 @@ class Approval(Base):
 
 class User(Base):
     __tablename__ = "users"
-    __table_args__ = (UniqueConstraint("token_hash", name="uq_users_token_hash"),)
+    __table_args__ = (
+        UniqueConstraint("token_hash", name="uq_users_token_hash"),
+        # Only a channel token carries a channel (tokens from before 0006 may carry none:
+        # they are refused wherever a channel is needed).
+        CheckConstraint("channel IS NULL OR role = 'channel'", name="channel_only_for_channel"),
+        CheckConstraint("active OR revoked_at IS NOT NULL", name="inactive_is_revoked"),
+    )
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
     name: Mapped[str] = mapped_column(String(100))
     role: Mapped[str] = mapped_column(String(30))
     # SHA-256 of the token: tokens are random 32-byte secrets, so no salt or KDF is needed.
     token_hash: Mapped[str] = mapped_column(String(64))
     active: Mapped[bool] = mapped_column(Boolean, default=True)
+    # The one channel a `channel` token may act for.
+    channel: Mapped[str | None] = mapped_column(String(40))
+    # Made from ORDERFLOW_BOOTSTRAP_TOKEN: retired when that value changes.
+    bootstrap: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     created_at: Mapped[datetime] = _now()
 
 
 class IdempotencyKey(Base):
+    """A caller's Idempotency-Key and the answer it got: keys are per caller (`scope` is
+    `user:<id>` or, for a signed webhook, `channel:<name>`), so another caller's key is
+    simply another key."""
+
     __tablename__ = "idempotency_keys"
-    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    __table_args__ = (PrimaryKeyConstraint("scope", "key", name="pk_idempotency_keys"),)
+    scope: Mapped[str] = mapped_column(String(60))
+    key: Mapped[str] = mapped_column(String(200))
     request_hash: Mapped[str] = mapped_column(String(64))
     order_id: Mapped[str] = mapped_column(ForeignKey("orders.id", ondelete="CASCADE"))
     # The exact answer given the first time, replayed for a repeat of the same request.

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
+from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from orderflow.db import repo
@@ -69,13 +70,23 @@ async def quote(session: AsyncSession, body: OrderIn, today: date) -> Quote:
     priced = None
     if not problems:
         assert customer is not None
-        priced = price_order(
-            [(ln.sku, ln.quantity, ln.unit_price) for ln in body.lines],
-            products,
-            customer,
-            rules,
-            today,
-        )
+        try:
+            priced = price_order(
+                [(ln.sku, ln.quantity, ln.unit_price) for ln in body.lines],
+                products,
+                customer,
+                rules,
+                today,
+            )
+        except ValidationError as err:
+            # A price list above the list price can still push an amount past NUMERIC(14,2).
+            problems = [
+                Problem(
+                    loc=["lines"],
+                    code="amount_too_large",
+                    message=f"the priced order does not fit an amount: {err.errors()[0]['msg']}",
+                )
+            ]
     return Quote(problems, availability, customer_row, priced, rules.version, snapshot)
 
 

@@ -6,7 +6,7 @@ can be added without breaking histories in flight (add fields with defaults, nev
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
 from typing import Annotated, Literal
@@ -14,6 +14,17 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from orderflow.domain.status import OrderStatus
+from orderflow.domain.types import (
+    Code20,
+    Code40,
+    CountryCode,
+    LineQuantity,
+    Name100,
+    Name200,
+    SaneDate,
+    Text2000,
+)
+from orderflow.domain.types import Money as Price
 
 # One task queue for the order pipeline; everyone imports it from here.
 TASK_QUEUE = "orders"
@@ -22,6 +33,7 @@ Role = Literal["admin", "sales", "credit_controller", "sales_manager", "director
 ROLES: tuple[str, ...] = Role.__args__  # type: ignore[attr-defined]
 
 NonEmpty = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+# Computed amounts (outputs, activity payloads). What a caller sends uses domain/types.py.
 Money = Annotated[Decimal, Field(max_digits=14, decimal_places=2)]
 
 
@@ -36,28 +48,28 @@ class Tier(StrEnum):
 
 
 class Address(Model):
-    line1: NonEmpty
-    city: NonEmpty
-    postal_code: NonEmpty
-    country: Annotated[str, StringConstraints(strip_whitespace=True, min_length=2, max_length=2)]
+    line1: Name200
+    city: Name100
+    postal_code: Code20
+    country: CountryCode
 
 
 class OrderLineIn(Model):
-    sku: NonEmpty
-    quantity: int
-    unit_price: Money | None = None
+    sku: Code40
+    quantity: LineQuantity
+    unit_price: Price | None = None
 
 
 class OrderIn(Model):
     """The body of POST /orders: what a channel hands over."""
 
-    customer_code: NonEmpty
-    channel: NonEmpty = "api"
-    external_ref: NonEmpty | None = None
+    customer_code: Code40
+    channel: Code40 = "api"
+    external_ref: Name200 | None = None
     lines: list[OrderLineIn] = Field(min_length=1, max_length=500)
     ship_to: Address | None = None
-    requested_delivery_date: date | None = None
-    special_instructions: Annotated[str, StringConstraints(max_length=2000)] | None = None
+    requested_delivery_date: SaneDate | None = None
+    special_instructions: Text2000 | None = None
     # Ship what is in stock now and the rest later; unset: the customer's setting decides.
     allow_partial_shipment: bool | None = None
 
@@ -67,8 +79,8 @@ class AmendIn(Model):
 
     lines: list[OrderLineIn] | None = Field(default=None, min_length=1, max_length=500)
     ship_to: Address | None = None
-    requested_delivery_date: date | None = None
-    comment: Annotated[str, StringConstraints(max_length=2000)] = ""
+    requested_delivery_date: SaneDate | None = None
+    comment: Text2000 = ""
 
     @model_validator(mode="after")
     def _something_changes(self) -> AmendIn:
@@ -119,7 +131,7 @@ class RoutingRule(Model):
     ]
     role: Literal["credit_controller", "sales_manager", "director", "ops", "admin"]
     position: int = Field(default=100, ge=0, le=10_000)
-    threshold: Money | None = None
+    threshold: Price | None = None
     on_timeout: Literal["reject", "approve"] = "reject"
 
     @model_validator(mode="after")

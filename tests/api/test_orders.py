@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from datetime import date, timedelta
 from decimal import Decimal
 
@@ -165,10 +166,22 @@ async def test_fifty_concurrent_posts_of_one_key_make_one_order_and_one_workflow
     assert await stack.count(Order, Order.customer_code == customer) == 1
     order_id = answers[0].json()["id"]
     await stack.wait_status(order_id, "completed")
-    runs = [w async for w in stack.client.list_workflows(f'WorkflowId="order-{order_id}"')]
-    assert len(runs) <= 1  # visibility may lag, but never shows two
+    # Visibility lags behind the history: wait until it lists the order's runs at all.
+    query = f'WorkflowId="order-{order_id}"'
+    runs = [w async for w in stack.client.list_workflows(query)]
+    deadline = time.monotonic() + 30
+    while not runs and time.monotonic() < deadline:
+        await asyncio.sleep(0.2)
+        runs = [w async for w in stack.client.list_workflows(query)]
+    assert [(w.id, w.workflow_type) for w in runs] == [(f"order-{order_id}", "OrderWorkflow")]
     history = await stack.client.get_workflow_handle(f"order-{order_id}").fetch_history()
-    assert history.events[0].workflow_execution_started_event_attributes is not None
+    kind = "workflow_execution_started_event_attributes"
+    assert history.events[0].HasField(kind)
+    assert sum(e.HasField(kind) for e in history.events) == 1
+    attrs = history.events[0].workflow_execution_started_event_attributes
+    assert attrs.workflow_type.name == "OrderWorkflow"
+    assert attrs.task_queue.name == stack.settings.task_queue
+    assert runs[0].run_id == attrs.original_execution_run_id
     assert await stack.count(Reservation, Reservation.order_id == order_id) == 1
 
 

@@ -11,8 +11,9 @@ from sqlalchemy import select
 
 from orderflow.activities.shipping import SimulatedCarrier
 from orderflow.db.models import Invoice, Receivable
+from orderflow.domain.payloads import OrderState
 from orderflow.workers.main import order_worker
-from tests.utils import Stack, assert_books_balance
+from tests.utils import Stack, assert_books_balance, until
 
 
 async def _first_shipment_out(stack: Stack, order_id: str, within: float = 30) -> dict:
@@ -68,12 +69,25 @@ async def test_partial_shipment_ships_now_and_the_rest_later_with_an_invoice_eac
     await assert_books_balance(stack, short, plenty)
 
 
+async def _state(stack: Stack, order_id: str) -> OrderState:
+    handle = stack.client.get_workflow_handle(f"order-{order_id}")
+    return await handle.query("state", result_type=OrderState)  # type: ignore[no-any-return]
+
+
+async def _settled_in(stack: Stack, order_id: str, status: str) -> bool:
+    """The workflow has finished its task and waits in `status`: nothing is running for it
+    (no workflow task, no activity), so what it decided has been done."""
+    desc = (await stack.client.get_workflow_handle(f"order-{order_id}").describe()).raw_description
+    idle = not desc.HasField("pending_workflow_task") and not desc.pending_activities
+    return idle and (await _state(stack, order_id)).status == status
+
+
 async def test_without_partial_shipment_the_order_waits_for_all_of_it(stack: Stack):
     customer = await stack.customer()
     short = await stack.product(price="10.00", stock=3)
     order_id = (await stack.order(customer, [(short, 5)])).json()["id"]
-    order = await stack.wait_status(order_id, "backordered")
-    await asyncio.sleep(0.5)
+    await stack.wait_status(order_id, "backordered")
+    await until(lambda: _settled_in(stack, order_id, "backordered"), "the order to settle")
     order = (await stack.get(f"/orders/{order_id}")).json()
     assert order["status"] == "backordered" and order["shipments"] == []
     assert order["lines"][0]["reserved_qty"] == 3  # it holds what there is, first come
@@ -166,15 +180,16 @@ async def test_ops_wait_out_a_carrier_exception_and_the_delivery_ends_it(api_sta
             f"/shipments/{tracking}/events", {"status": "exception"}, role="channel"
         )
         assert r.status_code == 200
-        for _ in range(100):
-            r = await stack.post(
-                f"/orders/{order_id}/carrier-exception",
-                {"action": "wait", "comment": "carrier is looking"},
-                role="ops",
-            )
-            if r.status_code == 200:
-                break
-            await asyncio.sleep(0.1)
+
+        async def reported() -> bool:
+            return (await _state(stack, order_id)).exception_on == tracking
+
+        await until(reported, "the carrier exception to reach the order")
+        r = await stack.post(
+            f"/orders/{order_id}/carrier-exception",
+            {"action": "wait", "comment": "carrier is looking"},
+            role="ops",
+        )
         assert r.status_code == 200, r.text
         assert r.json()["exception_on"] is None
         await stack.post(f"/shipments/{tracking}/events", {"status": "delivered"}, role="channel")

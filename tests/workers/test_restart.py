@@ -2,19 +2,28 @@
 
 from __future__ import annotations
 
-import asyncio
-
 from sqlalchemy import select
+from temporalio.api.enums.v1 import PendingActivityState
 
 from orderflow.activities.shipping import SimulatedCarrier
 from orderflow.db.models import Invoice, Order, Reservation, Shipment, Stock
 from orderflow.workers.main import order_worker
-from tests.utils import Stack
+from tests.utils import Stack, until
 
 
 async def _status(stack: Stack, order_id: str) -> str:
     async with stack.sessions() as s:
         return str(await s.scalar(select(Order.status).where(Order.id == order_id)))
+
+
+async def _booking_in_flight(stack: Stack, order_id: str) -> bool:
+    """A worker has started an attempt of the carrier booking (it is at the carrier now)."""
+    desc = await stack.client.get_workflow_handle(f"order-{order_id}").describe()
+    return any(
+        a.activity_type.name == "shipping.book"
+        and a.state == PendingActivityState.PENDING_ACTIVITY_STATE_STARTED
+        for a in desc.raw_description.pending_activities
+    )
 
 
 async def test_worker_restart_mid_booking_finishes_exactly_once(api_stack: Stack):
@@ -24,13 +33,11 @@ async def test_worker_restart_mid_booking_finishes_exactly_once(api_stack: Stack
     slow = SimulatedCarrier(transit_seconds=0, delay_seconds=30)
     async with order_worker(stack.client, stack.sessions, stack.settings, carrier=slow):
         order_id = (await stack.order(customer, [(sku, 4)])).json()["id"]
-        for _ in range(200):
-            if await _status(stack, order_id) == "packed":
-                break
-            await asyncio.sleep(0.05)
+        await until(lambda: _booking_in_flight(stack, order_id), "the booking in flight")
         assert await _status(stack, order_id) == "packed"
-        await asyncio.sleep(0.5)  # the carrier booking is now in flight
-    # The first worker is gone mid-booking; a fresh one picks the order up.
+    # The first worker is gone mid-booking (its carrier call cut short with it); a fresh
+    # one picks the order up and books again, the same booking.
+    assert slow.abandoned == [(order_id, 1)]
     async with order_worker(stack.client, stack.sessions, stack.settings):
         order = await stack.wait_status(order_id, "completed", within=60)
     assert [e["status"] for e in order["timeline"]].count("shipped") == 1

@@ -7,10 +7,12 @@ from fastapi import APIRouter, Depends, HTTPException
 from sqlalchemy import select
 
 from orderflow.api.deps import CurrentUser, SessionDep, require
+from orderflow.api.errors import responses
 from orderflow.db.models import Alert
 from orderflow.domain.payloads import Model
+from orderflow.domain.types import DbId
 
-router = APIRouter(prefix="/alerts", tags=["alerts"])
+router = APIRouter(prefix="/alerts", tags=["alerts"], responses=responses(404))
 
 
 class AlertOut(Model):
@@ -37,7 +39,7 @@ async def list_alerts(
 
 
 @router.post("/{alert_id}/ack", dependencies=[Depends(require("ops"))])
-async def ack(alert_id: int, session: SessionDep, user: CurrentUser) -> AlertOut:
+async def ack(alert_id: DbId, session: SessionDep, user: CurrentUser) -> AlertOut:
     alert = await session.get(Alert, alert_id)
     if alert is None:
         raise HTTPException(404, f"no alert {alert_id}")

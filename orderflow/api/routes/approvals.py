@@ -3,7 +3,7 @@
 from datetime import UTC, datetime
 
 from fastapi import APIRouter
-from sqlalchemy import select
+from sqlalchemy import Select, select
 
 from orderflow.api.deps import CurrentUser, SessionDep
 from orderflow.db.models import Approval, Order
@@ -23,17 +23,20 @@ class InboxItem(Model):
     waiting_seconds: int
 
 
-@router.get("")
-async def inbox(session: SessionDep, user: CurrentUser) -> list[InboxItem]:
+def pending_for(role: str) -> Select[tuple[Approval, Order]]:
+    """The levels waiting for `role` (admin: every role), oldest first; the API and /ui."""
     q = (
         select(Approval, Order)
         .join(Order, Order.id == Approval.order_id)
         .where(Approval.status == "pending")
-        .order_by(Approval.requested_at)
-        .limit(500)
+        .order_by(Approval.requested_at, Approval.id)
     )
-    if user.role != "admin":
-        q = q.where(Approval.role == user.role)
+    return q if role == "admin" else q.where(Approval.role == role)
+
+
+@router.get("")
+async def inbox(session: SessionDep, user: CurrentUser) -> list[InboxItem]:
+    q = pending_for(user.role).limit(500)
     now = datetime.now(UTC)
     return [
         InboxItem(

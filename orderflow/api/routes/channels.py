@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import secrets
 import time
 from typing import Annotated, Any, Literal
@@ -12,13 +13,13 @@ from pydantic import StringConstraints
 from sqlalchemy import select
 
 from orderflow.api.deps import SettingsDep, StateDep, require
-from orderflow.api.errors import ProblemsError
+from orderflow.api.errors import ProblemsError, responses
 from orderflow.api.intake import OrderStartError, create_order
 from orderflow.db.models import Channel
 from orderflow.domain.channels import MappingError, check_signature, derive_secret, to_order
 from orderflow.domain.payloads import Model
 
-router = APIRouter(prefix="/channels", tags=["channels"])
+router = APIRouter(prefix="/channels", tags=["channels"], responses=responses(404, 409))
 ChannelName = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_-]{1,39}$")]
 
 
@@ -77,9 +78,32 @@ async def list_channels(state: StateDep) -> list[ChannelOut]:
     ]
 
 
-@router.post("/{channel}/orders")
+def _refuse_declared_size(request: Request, limit: int) -> None:
+    """413 for a body whose Content-Length is over `limit`, before a byte of it is read."""
+    declared = request.headers.get("content-length")
+    if declared is None:
+        return
+    if not declared.isascii() or not declared.isdigit():
+        raise HTTPException(400, "Content-Length must be a number of bytes")
+    if int(declared) > limit:
+        raise HTTPException(413, f"the body is {declared} bytes; the limit is {limit}")
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    """The body, refused with 413 as soon as it passes `limit` bytes: the cap holds when
+    Content-Length is absent (chunked) or lies."""
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise HTTPException(413, f"the body is over the limit of {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+@router.post("/{channel}/orders", responses=responses(413))
 async def channel_order(
-    channel: str,
+    channel: ChannelName,
     request: Request,
     state: StateDep,
     settings: SettingsDep,
@@ -89,20 +113,22 @@ async def channel_order(
     """An order in the channel's own shape, signed with the channel's secret. Delivered
     again (or concurrently), the same order gets the same answer and nothing new."""
     key = _key(settings)
+    _refuse_declared_size(request, settings.webhook_max_bytes)
     async with state.sessions() as s:
         ch = await s.get(Channel, channel)
     if ch is None or not ch.active:
         raise HTTPException(404, f"no active channel {channel}")
-    raw = await request.body()
+    raw = await _read_body(request, settings.webhook_max_bytes)
     why = check_signature(
         derive_secret(key, ch.name, ch.secret_nonce), timestamp, signature, raw, time.time()
     )
     if why:
         raise HTTPException(401, why)
     try:
-        payload: Any = await request.json()
+        payload: Any = json.loads(raw)
         order, external_id = to_order(ch.mapping, ch.name, payload, ch.default_customer_code)
-    except ValueError:
+    except (ValueError, RecursionError):
+        # ValueError: not JSON, or not UTF-8; RecursionError: nested past any real order.
         raise HTTPException(422, "the body is not valid JSON") from None
     except MappingError as err:
         raise ProblemsError(err.problems) from err
@@ -116,6 +142,8 @@ async def channel_order(
             # order gets the answer the first one got.
             idempotency_key=f"channel:{ch.name}:{external_id}",
             actor=f"channel:{ch.name}",
+            # The channel's own scope: no token holder can squat its dedup keys.
+            scope=f"channel:{ch.name}",
         )
     except ProblemsError as err:
         if err.problems and err.problems[0].code == "idempotency_key_reused":

@@ -7,20 +7,25 @@ from typing import Literal
 from fastapi import APIRouter, Depends, HTTPException
 from pydantic import Field
 
-from orderflow.api.deps import CurrentUser, SessionDep, require
+from orderflow.api.deps import Caller, CurrentUser, SessionDep, require
+from orderflow.api.errors import responses
 from orderflow.db import repo
 from orderflow.db.models import Customer
 from orderflow.domain.credit import exposure
-from orderflow.domain.payloads import Address, Model, Money, NonEmpty
+from orderflow.domain.payloads import Address, Model, Money
+from orderflow.domain.types import Code40, Name200
+from orderflow.domain.types import Money as Amount
 
-router = APIRouter(prefix="/customers", tags=["customers"])
+router = APIRouter(prefix="/customers", tags=["customers"], responses=responses(404, 409))
 
 
 class CustomerIn(Model):
-    code: NonEmpty
-    name: NonEmpty
+    code: Code40
+    name: Name200
     tier: Literal["standard", "silver", "gold"] = "standard"
-    credit_limit: Money = Field(ge=0)
+    # Set only by a credit controller or admin (PUT /customers/{code}/credit-limit after);
+    # a customer entered by sales starts at 0, so its first order goes to credit control.
+    credit_limit: Amount = Decimal("0.00")
     payment_terms_days: int = Field(default=30, ge=0, le=365)
     address: Address
     status: Literal["active", "on_hold"] = "active"
@@ -52,8 +57,26 @@ async def _out(session: SessionDep, c: Customer) -> CustomerOut:
     )
 
 
-@router.post("", status_code=201, dependencies=[Depends(require("sales"))])
-async def create_customer(body: CustomerIn, session: SessionDep) -> CustomerOut:
+CREDIT_SETTERS = frozenset({"admin", "credit_controller"})
+
+
+def _credit_limit_refused(user: Caller) -> HTTPException:
+    return HTTPException(
+        403,
+        [
+            {
+                "loc": ["body", "credit_limit"],
+                "code": "credit_limit_not_yours",
+                "message": f"credit_limit is set by credit_controller or admin, not {user.role}",
+            }
+        ],
+    )
+
+
+@router.post("", status_code=201, dependencies=[Depends(require("sales", "credit_controller"))])
+async def create_customer(body: CustomerIn, session: SessionDep, user: CurrentUser) -> CustomerOut:
+    if body.credit_limit != 0 and user.role not in CREDIT_SETTERS:
+        raise _credit_limit_refused(user)
     if await session.get(Customer, body.code) is not None:
         raise HTTPException(409, f"customer {body.code} already exists")
     c = Customer(
@@ -75,8 +98,23 @@ async def create_customer(body: CustomerIn, session: SessionDep) -> CustomerOut:
 
 
 @router.get("/{code}")
-async def get_customer(code: str, session: SessionDep, _: CurrentUser) -> CustomerOut:
+async def get_customer(code: Code40, session: SessionDep, _: CurrentUser) -> CustomerOut:
     c = await session.get(Customer, code)
     if c is None:
         raise HTTPException(404, f"no customer {code}")
+    return await _out(session, c)
+
+
+class CreditLimitIn(Model):
+    credit_limit: Amount
+
+
+@router.put("/{code}/credit-limit", dependencies=[Depends(require("credit_controller"))])
+async def set_credit_limit(code: Code40, body: CreditLimitIn, session: SessionDep) -> CustomerOut:
+    """Set a customer's credit limit (credit controllers and admin only)."""
+    c = await session.get(Customer, code)
+    if c is None:
+        raise HTTPException(404, f"no customer {code}")
+    c.credit_limit = body.credit_limit
+    await session.commit()
     return await _out(session, c)

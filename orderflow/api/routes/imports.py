@@ -6,31 +6,44 @@ import asyncio
 import io
 from datetime import datetime
 from typing import Annotated, Any
+from urllib.parse import quote
 
-from fastapi import APIRouter, Depends, File, Form, HTTPException, UploadFile
+from fastapi import APIRouter, Depends, File, Form, HTTPException, Request, UploadFile
 from fastapi.responses import JSONResponse, Response
 from openpyxl import Workbook
+from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
 from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio.common import WorkflowIDReusePolicy
 
 from orderflow.activities.imports import reject_group
 from orderflow.api.deps import Caller, SessionDep, StateDep, require
+from orderflow.api.errors import responses
+from orderflow.api.intake import check_webhook_channel
+from orderflow.config import Settings
 from orderflow.db.models import Import, ImportRow
 from orderflow.domain.payloads import ImportInput, Model
 from orderflow.domain.sheets import (
     COLUMN_HELP,
     COLUMNS,
-    MAX_BYTES,
+    OrderGroup,
+    Sheet,
     SheetError,
+    SheetLimits,
     group_orders,
     read_sheet,
 )
+from orderflow.domain.types import DbId
 
-router = APIRouter(prefix="/imports", tags=["imports"])
+router = APIRouter(prefix="/imports", tags=["imports"], responses=responses(404))
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 Importer = Annotated[Caller, Depends(require("sales"))]
 # Small files are answered with their summary; larger ones with 202 and a progress URL.
 WAIT_FOR_SMALL_IMPORTS_S = 10.0
+# Sheets parsed at once, each in a thread (never on the event loop): each is bounded by
+# the limits, and this bounds how many of them share the memory.
+PARALLEL_PARSES = 1
+FILENAME_MAX = 300  # imports.filename
 
 
 class ImportSummary(Model):
@@ -54,10 +67,46 @@ def _xlsx(wb: Workbook, filename: str) -> Response:
     buf = io.BytesIO()
     wb.save(buf)
     return Response(
-        buf.getvalue(),
-        media_type=XLSX,
-        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
+        buf.getvalue(), media_type=XLSX, headers={"Content-Disposition": attachment(filename)}
     )
+
+
+def attachment(filename: str) -> str:
+    """Content-Disposition for any file name: an ASCII fallback for old clients, and the
+    name itself as RFC 5987 `filename*` (HTTP headers are Latin-1 at best)."""
+    fallback = "".join(
+        ch if ch.isascii() and ch.isprintable() and ch not in '"\\;' else "_" for ch in filename
+    )
+    return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(filename, safe='')}"
+
+
+def clean_filename(name: str | None) -> str:
+    """The uploaded file's own name (no folders, no control characters), as stored."""
+    base = (name or "").replace("\\", "/").rsplit("/", 1)[-1]
+    base = "".join(ch for ch in base if ch.isprintable()).strip()
+    return base[:FILENAME_MAX] or "upload"
+
+
+def _limits(settings: Settings) -> SheetLimits:
+    return SheetLimits(
+        max_bytes=settings.import_max_bytes,
+        max_rows=settings.import_max_rows,
+        max_unzipped_bytes=settings.import_max_unzipped_bytes,
+    )
+
+
+def _read_and_group(
+    filename: str, content: bytes, channel: str, limits: SheetLimits
+) -> tuple[Sheet, list[OrderGroup]]:
+    sheet = read_sheet(filename, content, limits)
+    return sheet, group_orders(sheet, channel)
+
+
+def _parsers(request: Request) -> asyncio.Semaphore:
+    state = request.app.state
+    if getattr(state, "sheet_parsers", None) is None:
+        state.sheet_parsers = asyncio.Semaphore(PARALLEL_PARSES)
+    return state.sheet_parsers  # type: ignore[no-any-return]
 
 
 @router.get("/template.xlsx")
@@ -118,24 +167,33 @@ async def summary(session: SessionDep, imp: Import) -> ImportSummary:
     )
 
 
-@router.post("", status_code=201)
+@router.post("", status_code=201, responses=responses(413))
 async def upload(
+    request: Request,
     state: StateDep,
     user: Importer,
     file: Annotated[UploadFile, File(description=".xlsx or .csv, one row per order line")],
     channel: Annotated[str, Form(pattern=r"^[a-z0-9][a-z0-9_-]{1,39}$")] = "import",
 ) -> JSONResponse:
     """Check the file, keep its rows, and start an ImportWorkflow for them."""
-    content = await file.read(MAX_BYTES + 1)
+    filename = clean_filename(file.filename)
+    async with state.sessions() as s:
+        await check_webhook_channel(s, user, channel)
+    limits = _limits(state.settings)
+    content = await file.read(limits.max_bytes + 1)
     try:
-        sheet = read_sheet(file.filename or "upload", content)
+        # Parsing is CPU work: in a thread, so every other request keeps being answered.
+        async with _parsers(request):
+            sheet, groups = await asyncio.to_thread(
+                _read_and_group, filename, content, channel, limits
+            )
     except SheetError as err:
-        code = 413 if "limit is" in str(err) else 422
-        raise HTTPException(code, f"{file.filename}: {err}") from None
-    groups = group_orders(sheet, channel)
+        raise HTTPException(err.status, f"{filename}: {err}") from None
+    del content  # read; the handler may yet wait seconds for a small import to finish
+    row_of = dict(zip(sheet.row_nos, sheet.rows, strict=True))
     async with state.sessions() as s:
         imp = Import(
-            filename=file.filename or "upload",
+            filename=filename,
             channel=channel,
             created_by=user.name,
             status="running",
@@ -151,7 +209,7 @@ async def upload(
                     import_id=imp.id,
                     row_no=n,
                     external_ref=g.external_ref,
-                    cells=sheet.rows[n - 2],
+                    cells=row_of[n],
                     status="pending",
                 )
                 for n in g.row_nos
@@ -178,33 +236,41 @@ async def upload(
     return JSONResponse(status_code=code, content=done.model_dump(mode="json"))
 
 
-@router.get("/{import_id}")
-async def get_import(import_id: int, session: SessionDep, _: Importer) -> ImportSummary:
+async def _visible(session: AsyncSession, import_id: int, user: Caller) -> Import:
+    """The import, if this caller may see it: its owner and admins; 404 for everyone else
+    (the same answer as for no import, so ids of others' imports tell nothing)."""
     imp = await session.get(Import, import_id)
-    if imp is None:
+    if imp is None or (user.role != "admin" and imp.created_by != user.name):
         raise HTTPException(404, f"no import {import_id}")
-    return await summary(session, imp)
+    return imp
+
+
+@router.get("/{import_id}")
+async def get_import(import_id: DbId, session: SessionDep, user: Importer) -> ImportSummary:
+    return await summary(session, await _visible(session, import_id, user))
 
 
 @router.get("/{import_id}/result.xlsx")
-async def result(import_id: int, session: SessionDep, _: Importer) -> Response:
+async def result(import_id: DbId, session: SessionDep, user: Importer) -> Response:
     """The sheet as uploaded, plus what happened to each row and why."""
-    imp = await session.get(Import, import_id)
-    if imp is None:
-        raise HTTPException(404, f"no import {import_id}")
+    imp = await _visible(session, import_id, user)
     wb = Workbook()
     ws = wb.active
     assert ws is not None
     ws.title = "result"
-    ws.append([*imp.header, "status", "order_id", "message"])
+    ws.append([*(_safe(h) for h in imp.header), "status", "order_id", "message"])
     rows = await session.scalars(
         select(ImportRow).where(ImportRow.import_id == imp.id).order_by(ImportRow.row_no)
     )
     for r in rows:
-        ws.append([*(_safe(v) for v in r.cells), r.status, r.order_id, r.message])
+        ws.append([*(_safe(v) for v in r.cells), r.status, r.order_id, _safe(r.message)])
     return _xlsx(wb, f"{imp.filename.rsplit('.', 1)[0]}-result.xlsx")
 
 
 def _safe(value: Any) -> Any:
-    """Never write a formula back into a sheet a person will open."""
-    return "'" + value if isinstance(value, str) and value[:1] in "=+-@" else value
+    """Never write a formula back into a sheet a person will open (header cells too), nor
+    a character an .xlsx cannot hold."""
+    if not isinstance(value, str):
+        return value
+    value = ILLEGAL_CHARACTERS_RE.sub("\ufffd", value)
+    return "'" + value if value[:1] in ("=", "+", "-", "@", "\t", "\r") else value

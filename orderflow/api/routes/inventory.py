@@ -1,25 +1,26 @@
 """Stock levels. Raising stock wakes the backordered orders waiting for that SKU."""
 
 import logging
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 
 from fastapi import APIRouter, Depends, HTTPException
-from pydantic import Field
 from sqlalchemy import func, select, update
 from temporalio.client import Client
 
 from orderflow.api.deps import CurrentUser, SessionDep, TemporalDep, require
+from orderflow.api.errors import responses
 from orderflow.db.models import Order, OrderLine, Replenishment, Stock
 from orderflow.domain.payloads import Model, OrderRef
 from orderflow.domain.status import OrderStatus
+from orderflow.domain.types import Code40, Count, DbId, Quantity, SaneDate
 from orderflow.temporal_client import workflow_id
 
-router = APIRouter(prefix="/inventory", tags=["inventory"])
+router = APIRouter(prefix="/inventory", tags=["inventory"], responses=responses(404, 409))
 log = logging.getLogger("orderflow.api.inventory")
 
 
 class StockIn(Model):
-    on_hand: int = Field(ge=0)
+    on_hand: Count
 
 
 class StockOut(Model):
@@ -36,7 +37,9 @@ def _out(s: Stock) -> StockOut:
 
 
 @router.put("/{sku}", dependencies=[Depends(require("ops"))])
-async def set_stock(sku: str, body: StockIn, session: SessionDep, client: TemporalDep) -> StockOut:
+async def set_stock(
+    sku: Code40, body: StockIn, session: SessionDep, client: TemporalDep
+) -> StockOut:
     current = await session.scalar(select(Stock).where(Stock.sku == sku).with_for_update())
     if current is None:
         raise HTTPException(404, f"no product {sku}")
@@ -84,8 +87,8 @@ async def wake_backorders(session: SessionDep, client: Client, sku: str) -> int:
 
 
 class ReplenishmentIn(Model):
-    quantity: int = Field(gt=0)
-    expected_date: date
+    quantity: Quantity
+    expected_date: SaneDate
 
 
 class ReplenishmentOut(ReplenishmentIn):
@@ -95,7 +98,7 @@ class ReplenishmentOut(ReplenishmentIn):
 
 
 @router.post("/{sku}/replenishments", status_code=201, dependencies=[Depends(require("ops"))])
-async def expect_stock(sku: str, body: ReplenishmentIn, session: SessionDep) -> ReplenishmentOut:
+async def expect_stock(sku: Code40, body: ReplenishmentIn, session: SessionDep) -> ReplenishmentOut:
     """Announce stock on its way; short lines at entry then say when to expect it."""
     if await session.get(Stock, sku) is None:
         raise HTTPException(404, f"no product {sku}")
@@ -114,7 +117,7 @@ async def expect_stock(sku: str, body: ReplenishmentIn, session: SessionDep) -> 
 
 
 @router.post("/replenishments/{replenishment_id}/receive", dependencies=[Depends(require("ops"))])
-async def receive(replenishment_id: int, session: SessionDep, client: TemporalDep) -> StockOut:
+async def receive(replenishment_id: DbId, session: SessionDep, client: TemporalDep) -> StockOut:
     """Goods received: stock goes up once, and waiting backorders are woken."""
     row = await session.scalar(
         select(Replenishment).where(Replenishment.id == replenishment_id).with_for_update()
@@ -142,7 +145,7 @@ async def receive(replenishment_id: int, session: SessionDep, client: TemporalDe
 
 
 @router.get("/{sku}")
-async def get_stock(sku: str, session: SessionDep, _: CurrentUser) -> StockOut:
+async def get_stock(sku: Code40, session: SessionDep, _: CurrentUser) -> StockOut:
     s = await session.get(Stock, sku)
     if s is None:
         raise HTTPException(404, f"no product {sku}")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-from datetime import date
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query
@@ -12,16 +11,17 @@ from openpyxl import Workbook
 
 from orderflow.api.deps import CurrentUser, SessionDep
 from orderflow.db.kpis import KpiFilter, compute_kpis
+from orderflow.domain.types import Code40, SaneDate
 
 router = APIRouter(tags=["kpis"])
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 
 
 def kpi_filter(
-    from_: Annotated[date | None, Query(alias="from", description="first day (UTC)")] = None,
-    to: Annotated[date | None, Query(description="last day, inclusive (UTC)")] = None,
-    channel: str | None = None,
-    customer_code: str | None = None,
+    from_: Annotated[SaneDate | None, Query(alias="from", description="first day (UTC)")] = None,
+    to: Annotated[SaneDate | None, Query(description="last day, inclusive (UTC)")] = None,
+    channel: Code40 | None = None,
+    customer_code: Code40 | None = None,
 ) -> KpiFilter:
     return KpiFilter(from_, to, channel, customer_code)
 

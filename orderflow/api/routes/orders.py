@@ -4,20 +4,26 @@ from __future__ import annotations
 
 import asyncio
 import time
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Header, HTTPException, Query
+from fastapi import APIRouter, Depends, Header, HTTPException, Query, Response
 from fastapi.responses import JSONResponse
 from pydantic import StringConstraints
 from sqlalchemy import select
-from temporalio.client import WorkflowUpdateFailedError
-from temporalio.exceptions import ApplicationError
+from temporalio.client import (
+    WorkflowQueryFailedError,
+    WorkflowQueryRejectedError,
+    WorkflowUpdateFailedError,
+    WorkflowUpdateStage,
+)
+from temporalio.exceptions import ActivityError, ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
-from orderflow.api.deps import CurrentUser, SessionDep, StateDep, require
-from orderflow.api.errors import ProblemsError
-from orderflow.api.intake import OrderStartError, create_order
+from orderflow.api.auth import Caller
+from orderflow.api.deps import CurrentUser, SessionDep, StateDep, channel_scope, require
+from orderflow.api.errors import ErrorBody, ProblemsError, responses
+from orderflow.api.intake import OrderStartError, check_channel, create_order
 from orderflow.db.models import Approval, Invoice, Order, OrderEvent, OrderLine, Shipment
 from orderflow.domain.payloads import (
     AmendIn,
@@ -32,12 +38,14 @@ from orderflow.domain.payloads import (
     Problem,
 )
 from orderflow.domain.status import FINAL_STATUSES, SHIPPED_OR_LATER, OrderStatus
+from orderflow.domain.types import Code40, Printable, Text2000
 from orderflow.metrics import INTAKE_SECONDS, ORDERS_REFUSED, ORDERS_STARTED
 from orderflow.temporal_client import temporal_ui_link, workflow_id
 
-router = APIRouter(prefix="/orders", tags=["orders"])
+router = APIRouter(prefix="/orders", tags=["orders"], responses=responses(404, 409))
 
-IdemKey = Annotated[str, StringConstraints(min_length=1, max_length=200)]
+IdemKey = Annotated[str, StringConstraints(min_length=1, max_length=200), Printable()]
+OrderId = Code40
 
 
 class LineOut(Model):
@@ -137,11 +145,11 @@ class OrderPage(Model):
 
 class DecisionIn(Model):
     decision: Literal["approve", "reject"]
-    comment: Annotated[str, StringConstraints(max_length=2000)] = ""
+    comment: Text2000 = ""
 
 
 class CancelIn(Model):
-    reason: Annotated[str, StringConstraints(max_length=2000)] = ""
+    reason: Text2000 = ""
 
 
 @router.post("", status_code=201, dependencies=[Depends(require("sales", "channel"))])
@@ -152,6 +160,8 @@ async def post_order(
     idempotency_key: Annotated[IdemKey | None, Header(alias="Idempotency-Key")] = None,
 ) -> JSONResponse:
     """Validate, price, persist and start an order; answers without waiting for the pipeline."""
+    async with state.sessions() as s:
+        body = await check_channel(s, user, body)  # 403 for another caller's channel
     started = time.perf_counter()
     try:
         answer, created = await create_order(
@@ -161,6 +171,7 @@ async def post_order(
             body,
             idempotency_key=idempotency_key,
             actor=user.name,
+            scope=user.scope,
         )
     except ProblemsError:
         ORDERS_REFUSED.labels(body.channel).inc()
@@ -236,10 +247,10 @@ class HistoryOut(Model):
 
 @router.get("/{order_id}/history")
 async def history(
-    order_id: str, state: StateDep, session: SessionDep, _: CurrentUser
+    order_id: OrderId, state: StateDep, session: SessionDep, user: CurrentUser
 ) -> HistoryOut:
     """Where to see the order's workflow history in the Temporal UI."""
-    order = await _order_or_404(session, order_id)
+    order = await _order_or_404(session, order_id, user)
     return HistoryOut(
         order_id=order.id,
         workflow_id=workflow_id(order.id),
@@ -249,26 +260,30 @@ async def history(
 
 
 @router.get("/{order_id}")
-async def get_order(order_id: str, session: SessionDep, _: CurrentUser) -> OrderOut:
+async def get_order(order_id: OrderId, session: SessionDep, user: CurrentUser) -> OrderOut:
+    await _order_or_404(session, order_id, user)
     return await load_order(session, order_id)
 
 
 @router.get("")
 async def list_orders(
     session: SessionDep,
-    _: CurrentUser,
+    user: CurrentUser,
     status: OrderStatus | None = None,
-    customer_code: str | None = None,
-    channel: str | None = None,
+    customer_code: Code40 | None = None,
+    channel: Code40 | None = None,
     updated_since: Annotated[
         datetime | None, Query(description="only orders whose status changed at or after")
     ] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
+    cursor: Annotated[Code40 | None, Query(description="next_cursor of the previous page")] = None,
 ) -> OrderPage:
     """Newest first, filtered; page with `cursor`. Integrations poll for changes with
     `updated_since`."""
     q = select(Order).order_by(Order.id.desc()).limit(limit + 1)
+    own = channel_scope(user)
+    if own is not None:  # a channel token lists its own channel's orders only
+        q = q.where(Order.channel == own)
     if updated_since is not None:
         q = q.where(Order.updated_at >= updated_since)
     if status is not None:
@@ -301,8 +316,98 @@ async def _update(state: StateDep, order_id: str, name: str, arg: Any, **kw: Any
     raise AssertionError("unreachable")
 
 
+class CancelOut(OrderState):
+    """The order's state after a cancel. `cancel`: `completed` (200) when it took effect, the
+    order ended cancelled (or, after a partial shipment, its remainder was); `pending` (202)
+    when the order accepted it but is busy in a step: it takes effect at the next one."""
+
+    cancel: Literal["completed", "pending"]
+
+
+class CancelNotTaken(Exception):
+    """The order's workflow did not take the cancel in time (its worker busy or down)."""
+
+
+async def _bounded(coro: Any, seconds: float) -> Any:
+    """Await `coro` for at most `seconds`, then TimeoutError. Not asyncio.wait_for: the SDK
+    turns the cancellation of its call into its own error, which would hide the timeout."""
+    task = asyncio.ensure_future(coro)
+    try:
+        done, _ = await asyncio.wait({task}, timeout=max(seconds, 0.1))
+    finally:
+        if not task.done():
+            task.cancel()
+            await asyncio.wait({task})
+            if not task.cancelled():
+                task.exception()  # the SDK's "RPC cancelled": expected, not worth raising
+    if not done:
+        raise TimeoutError()
+    return task.result()
+
+
+async def _cancel_within(state: StateDep, order_id: str, req: CancelRequest) -> OrderState | None:
+    """Send the cancel Update; its answer once it took effect, or None when the workflow
+    accepted it but it has not taken effect within `cancel_wait_seconds`. One Update id per
+    order: a repeated cancel joins the one in flight instead of being refused."""
+    handle = state.client.get_workflow_handle(workflow_id(order_id))
+    deadline = time.monotonic() + state.settings.cancel_wait_seconds
+    for attempt in range(5):
+        try:
+            update = await _bounded(
+                handle.start_update(
+                    "cancel",
+                    req,
+                    id=f"cancel-{order_id}",
+                    wait_for_stage=WorkflowUpdateStage.ACCEPTED,
+                    result_type=OrderState,
+                ),
+                deadline - time.monotonic(),
+            )
+            break
+        except TimeoutError as err:
+            raise CancelNotTaken() from err
+        except RPCError as err:
+            if err.status != RPCStatusCode.FAILED_PRECONDITION or attempt == 4:
+                raise
+            await asyncio.sleep(0.2 * (attempt + 1))
+    try:
+        return await _bounded(update.result(), deadline - time.monotonic())  # type: ignore[no-any-return]
+    except TimeoutError:
+        return None
+    except WorkflowUpdateFailedError as err:
+        # Orders started before patch "cancel-waits-for-effect" fail the Update after 30 s
+        # of waiting, although the cancel goes on.
+        if isinstance(err.cause, ApplicationError) and err.cause.type == "TimeoutError":
+            return None
+        raise
+
+
+async def _current_state(
+    state: StateDep, session: SessionDep, order: Order, req: CancelRequest
+) -> OrderState:
+    """The workflow's live state; from PostgreSQL when the workflow cannot answer at once."""
+    handle = state.client.get_workflow_handle(workflow_id(order.id))
+    try:
+        return await handle.query(  # type: ignore[no-any-return]
+            "state", result_type=OrderState, rpc_timeout=timedelta(seconds=2)
+        )
+    except (RPCError, WorkflowQueryFailedError, WorkflowQueryRejectedError):
+        await session.refresh(order)
+        return OrderState(
+            order_id=order.id,
+            status=OrderStatus(order.status),
+            awaiting_role=order.awaiting_role,
+            cancel_reason=req.reason,
+        )
+
+
 def _update_error(err: Exception, order_id: str) -> HTTPException:
     """Map a refused workflow update to the HTTP status a caller can act on."""
+    cause = err.cause if isinstance(err, WorkflowUpdateFailedError) else None
+    if isinstance(cause, ActivityError) and isinstance(cause.cause, ApplicationError):
+        if cause.cause.type == "InvalidData":  # the database refused a value (never retried)
+            problem = Problem(loc=["body"], code="invalid_data", message=cause.cause.message)
+            raise ProblemsError([problem])
     if isinstance(err, WorkflowUpdateFailedError) and isinstance(err.cause, ApplicationError):
         if err.cause.type == "InvalidAmendment" and err.cause.details:
             raise ProblemsError([Problem.model_validate(p) for p in err.cause.details[0]])
@@ -315,19 +420,21 @@ def _update_error(err: Exception, order_id: str) -> HTTPException:
     raise err
 
 
-async def _order_or_404(session: SessionDep, order_id: str) -> Order:
+async def _order_or_404(session: SessionDep, order_id: str, user: Caller | None = None) -> Order:
+    """The order, or 404, also when it belongs to a channel other than a channel token's."""
     order = await session.get(Order, order_id)
-    if order is None:
+    own = channel_scope(user) if user is not None else None
+    if order is None or (own is not None and order.channel != own):
         raise HTTPException(404, f"no order {order_id}")
     return order
 
 
 @router.post("/{order_id}/decision")
 async def decide(
-    order_id: str, body: DecisionIn, state: StateDep, session: SessionDep, user: CurrentUser
+    order_id: OrderId, body: DecisionIn, state: StateDep, session: SessionDep, user: CurrentUser
 ) -> OrderState:
     """Approve or reject the pending approval level (an Update: answers once applied)."""
-    order = await _order_or_404(session, order_id)
+    order = await _order_or_404(session, order_id, user)
     if order.awaiting_role is not None and user.role != order.awaiting_role:
         raise HTTPException(
             403, f"order {order_id} waits for role {order.awaiting_role}, you are {user.role}"
@@ -352,7 +459,7 @@ async def decide(
 
 @router.post("/{order_id}/retry-shipping", dependencies=[Depends(require("ops"))])
 async def retry_shipping(
-    order_id: str, state: StateDep, session: SessionDep, user: CurrentUser
+    order_id: OrderId, state: StateDep, session: SessionDep, user: CurrentUser
 ) -> OrderState:
     """After the carrier refused a booking for good and the cause is fixed: book again."""
     await _order_or_404(session, order_id)
@@ -368,44 +475,85 @@ async def retry_shipping(
         raise _update_error(err, order_id) from err
 
 
-@router.post("/{order_id}/cancel", dependencies=[Depends(require("sales", "channel", "ops"))])
+@router.post(
+    "/{order_id}/cancel",
+    dependencies=[Depends(require("sales", "channel", "ops"))],
+    response_description="Done (`cancel`: `completed`): the order is cancelled, or after a "
+    "partial shipment its remainder is.",
+    responses={
+        202: {
+            "model": CancelOut,
+            "description": "Accepted and pending (`cancel`: `pending`): the order is busy in a "
+            "step and is cancelled at the next one; the body is its current state.",
+        },
+        409: {
+            "model": ErrorBody,
+            "description": "It can never be cancelled: it has shipped, or it is over.",
+        },
+    },
+)
 async def cancel(
-    order_id: str, body: CancelIn, state: StateDep, session: SessionDep, user: CurrentUser
-) -> OrderState:
-    """Cancel before shipment; everything already done is compensated."""
-    order = await _order_or_404(session, order_id)
+    order_id: OrderId,
+    body: CancelIn,
+    state: StateDep,
+    session: SessionDep,
+    user: CurrentUser,
+    response: Response,
+) -> CancelOut:
+    """Cancel before shipment; everything already done is compensated. 200 once it took
+    effect; 202 when the order accepted it but is busy in a step (it is cancelled at the
+    next one: follow GET /orders/{id}); 409 only when it can never be cancelled."""
+    order = await _order_or_404(session, order_id, user)
     if order.status in {st.value for st in SHIPPED_OR_LATER}:
         raise HTTPException(
             409,
             f"order {order_id} is {order.status}: it has shipped, so it "
             "cannot be cancelled; raise a return instead",
         )
+    if order.status in {st.value for st in FINAL_STATUSES}:
+        raise HTTPException(409, f"order {order_id} is {order.status}: it is over")
+    req = CancelRequest(reason=body.reason, by=user.name)
     try:
-        return await _update(
-            state,
-            order_id,
-            "cancel",
-            CancelRequest(reason=body.reason, by=user.name),
-            result_type=OrderState,
-        )
-    except (WorkflowUpdateFailedError, RPCError) as err:
+        done = await _cancel_within(state, order_id, req)
+    except CancelNotTaken as err:
+        raise HTTPException(
+            503,
+            f"order {order_id} did not take the cancel within "
+            f"{state.settings.cancel_wait_seconds:g} s (its worker is busy or down); send it "
+            "again: a repeated cancel joins this one",
+            headers={"Retry-After": "5"},
+        ) from err
+    except RPCError as err:
+        if err.status == RPCStatusCode.FAILED_PRECONDITION:
+            raise HTTPException(
+                503,
+                f"order {order_id} is between two steps; retry in a moment",
+                headers={"Retry-After": "1"},
+            ) from err
         raise _update_error(err, order_id) from err
+    except WorkflowUpdateFailedError as err:
+        raise _update_error(err, order_id) from err
+    if done is not None:
+        return CancelOut(**done.model_dump(), cancel="completed")
+    response.status_code = 202
+    current = await _current_state(state, session, order, req)
+    return CancelOut(**current.model_dump(), cancel="pending")
 
 
 class ExceptionDecisionIn(Model):
     action: Literal["lost", "wait"]
-    comment: Annotated[str, StringConstraints(max_length=2000)] = ""
+    comment: Text2000 = ""
 
 
 @router.patch("/{order_id}", dependencies=[Depends(require("sales", "channel"))])
 async def amend(
-    order_id: str, body: AmendIn, state: StateDep, session: SessionDep, user: CurrentUser
+    order_id: OrderId, body: AmendIn, state: StateDep, session: SessionDep, user: CurrentUser
 ) -> OrderOut:
     """Amend an order (an Update with a validator): lines until stock is reserved (the order
     is re-validated, re-priced and re-routed), ship-to and requested date until it ships.
     Answers the amended order; 422 with every problem when the change is invalid, 409 when
     the order can no longer take it."""
-    order = await _order_or_404(session, order_id)
+    order = await _order_or_404(session, order_id, user)
     if order.status in {st.value for st in SHIPPED_OR_LATER | FINAL_STATUSES}:
         raise HTTPException(409, f"order {order_id} is {order.status}: it can no longer change")
     try:
@@ -424,7 +572,7 @@ async def amend(
 
 @router.post("/{order_id}/carrier-exception", dependencies=[Depends(require("ops"))])
 async def carrier_exception(
-    order_id: str,
+    order_id: OrderId,
     body: ExceptionDecisionIn,
     state: StateDep,
     session: SessionDep,

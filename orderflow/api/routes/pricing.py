@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
-from decimal import Decimal
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException
@@ -16,29 +15,30 @@ from orderflow.api.deps import Caller, CurrentUser, SessionDep, require
 from orderflow.db import repo
 from orderflow.db.models import CustomerPrice, Promotion, QuantityBreak, TierPrice
 from orderflow.db.quotes import quote
-from orderflow.domain.payloads import Model, Money, NonEmpty, OrderIn
+from orderflow.domain.payloads import Model, OrderIn
+from orderflow.domain.types import Code40, Money, Percent, Quantity, SaneDate
 
 router = APIRouter(tags=["pricing"])
 Manager = Annotated[Caller, Depends(require("sales_manager"))]
 
 
 class PriceIn(Model):
-    unit_price: Money = Field(ge=0)
+    unit_price: Money
 
 
 class BreakIn(Model):
-    sku: NonEmpty
-    min_qty: int = Field(gt=0)
-    percent_off: Annotated[Decimal, Field(gt=0, lt=100, decimal_places=2)]
+    sku: Code40
+    min_qty: Quantity
+    percent_off: Percent
 
 
 class PromotionIn(Model):
-    code: NonEmpty
+    code: Code40
     kind: Literal["percent", "amount"]
     value: Money = Field(gt=0)
-    sku: str | None = None
-    starts: date
-    ends: date
+    sku: Code40 | None = None
+    starts: SaneDate
+    ends: SaneDate
     active: bool = True
 
     @model_validator(mode="after")
@@ -65,7 +65,7 @@ async def _write(session: SessionDep, user: Caller, stmt: Any, what: str) -> int
 @router.put("/price-lists/{tier}/{sku}")
 async def set_tier_price(
     tier: Literal["standard", "silver", "gold"],
-    sku: str,
+    sku: Code40,
     body: PriceIn,
     session: SessionDep,
     user: Manager,
@@ -85,7 +85,7 @@ async def set_tier_price(
 
 @router.delete("/price-lists/{tier}/{sku}")
 async def delete_tier_price(
-    tier: str, sku: str, session: SessionDep, user: Manager
+    tier: Literal["standard", "silver", "gold"], sku: Code40, session: SessionDep, user: Manager
 ) -> dict[str, Any]:
     stmt = delete(TierPrice).where(TierPrice.tier == tier, TierPrice.sku == sku)
     return {"pricing_version": await _write(session, user, stmt, "price list")}
@@ -93,7 +93,7 @@ async def delete_tier_price(
 
 @router.put("/customers/{code}/prices/{sku}")
 async def set_customer_price(
-    code: str, sku: str, body: PriceIn, session: SessionDep, user: Manager
+    code: Code40, sku: Code40, body: PriceIn, session: SessionDep, user: Manager
 ) -> dict[str, Any]:
     stmt = insert(CustomerPrice).values(customer_code=code, sku=sku, unit_price=body.unit_price)
     stmt = stmt.on_conflict_do_update(
@@ -130,7 +130,7 @@ async def list_breaks(session: SessionDep, _: CurrentUser) -> list[BreakIn]:
 
 @router.put("/promotions/{code}")
 async def set_promotion(
-    code: str, body: PromotionIn, session: SessionDep, user: Manager
+    code: Code40, body: PromotionIn, session: SessionDep, user: Manager
 ) -> dict[str, Any]:
     if body.code != code:
         raise HTTPException(422, "the code in the path and in the body differ")

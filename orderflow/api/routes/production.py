@@ -11,11 +11,13 @@ from sqlalchemy import func, select, update
 from sqlalchemy.dialects.postgresql import insert
 
 from orderflow.api.deps import Caller, CurrentUser, SessionDep, TemporalDep, require
+from orderflow.api.errors import responses
 from orderflow.db.models import OrderLine, ProductionOrder, Reservation, Stock
 from orderflow.domain.payloads import Model, OrderRef
+from orderflow.domain.types import DbId
 from orderflow.temporal_client import workflow_id
 
-router = APIRouter(prefix="/production-orders", tags=["production"])
+router = APIRouter(prefix="/production-orders", tags=["production"], responses=responses(404, 409))
 log = logging.getLogger("orderflow.api.production")
 
 
@@ -58,7 +60,7 @@ async def list_production(
 
 @router.post("/{production_id}/complete")
 async def complete(
-    production_id: int,
+    production_id: DbId,
     session: SessionDep,
     client: TemporalDep,
     user: Caller = Depends(require("ops")),

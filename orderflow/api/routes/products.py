@@ -1,24 +1,26 @@
 """Products (the catalogue)."""
 
 from fastapi import APIRouter, Depends, HTTPException
-from pydantic import Field, model_validator
+from pydantic import model_validator
 
 from orderflow.api.deps import CurrentUser, SessionDep, require
+from orderflow.api.errors import responses
 from orderflow.db.models import Product, Stock
-from orderflow.domain.payloads import Model, Money, NonEmpty
+from orderflow.domain.payloads import Model
+from orderflow.domain.types import Code20, Code40, Money, Name200, Quantity
 
-router = APIRouter(prefix="/products", tags=["products"])
+router = APIRouter(prefix="/products", tags=["products"], responses=responses(404, 409))
 
 
 class ProductIn(Model):
-    sku: NonEmpty
-    name: NonEmpty
-    unit_price: Money = Field(ge=0)
-    floor_price: Money = Field(ge=0)
-    pack_size: int = Field(default=1, ge=1)
-    min_order_qty: int = Field(default=1, ge=1)
+    sku: Code40
+    name: Name200
+    unit_price: Money
+    floor_price: Money
+    pack_size: Quantity = 1
+    min_order_qty: Quantity = 1
     make_to_order: bool = False
-    bin_location: str = "A-00-00"
+    bin_location: Code20 = "A-00-00"
 
     @model_validator(mode="after")
     def _floor_not_above_price(self) -> "ProductIn":
@@ -43,7 +45,7 @@ async def create_product(body: ProductIn, session: SessionDep) -> ProductOut:
 
 
 @router.get("/{sku}")
-async def get_product(sku: str, session: SessionDep, _: CurrentUser) -> ProductOut:
+async def get_product(sku: Code40, session: SessionDep, _: CurrentUser) -> ProductOut:
     p = await session.get(Product, sku)
     if p is None:
         raise HTTPException(404, f"no product {sku}")

@@ -7,13 +7,15 @@ from fastapi import APIRouter, Depends, HTTPException
 from sqlalchemy import select
 from temporalio.service import RPCError, RPCStatusCode
 
-from orderflow.api.deps import SessionDep, TemporalDep, require
+from orderflow.api.deps import CurrentUser, SessionDep, TemporalDep, channel_scope, require
+from orderflow.api.errors import responses
 from orderflow.db import repo
 from orderflow.db.models import Order, Shipment
 from orderflow.domain.payloads import DeliveryEvent, Model
+from orderflow.domain.types import TrackingNumber
 from orderflow.temporal_client import workflow_id
 
-router = APIRouter(prefix="/shipments", tags=["shipments"])
+router = APIRouter(prefix="/shipments", tags=["shipments"], responses=responses(404))
 
 
 class ShipmentEventIn(Model):
@@ -23,13 +25,23 @@ class ShipmentEventIn(Model):
 
 @router.post("/{tracking_number}/events", dependencies=[Depends(require("channel", "ops"))])
 async def shipment_event(
-    tracking_number: str, body: ShipmentEventIn, session: SessionDep, client: TemporalDep
+    tracking_number: TrackingNumber,
+    body: ShipmentEventIn,
+    session: SessionDep,
+    client: TemporalDep,
+    user: CurrentUser,
 ) -> dict[str, str]:
-    order_id = await session.scalar(
-        select(Shipment.order_id).where(Shipment.tracking_number == tracking_number)
-    )
-    if order_id is None:
+    found = (
+        await session.execute(
+            select(Shipment.order_id, Order.channel)
+            .join(Order, Order.id == Shipment.order_id)
+            .where(Shipment.tracking_number == tracking_number)
+        )
+    ).first()
+    own = channel_scope(user)  # a channel token: only its own channel's shipments
+    if found is None or (own is not None and found.channel != own):
         raise HTTPException(404, f"no shipment with tracking number {tracking_number}")
+    order_id = found.order_id
     event = DeliveryEvent(tracking_number=tracking_number, status=body.status, at=body.at)
     try:
         await client.get_workflow_handle(workflow_id(order_id)).signal("carrier_event", event)

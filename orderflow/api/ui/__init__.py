@@ -1,0 +1,17 @@
+"""The browser console at /ui: server-rendered pages on the API's own roles, rules and
+functions (see docs/console.md)."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
+
+from orderflow.api.ui import ops_pages, pages
+from orderflow.api.ui.web import HERE
+
+
+def install(app: FastAPI) -> None:
+    """Add the console's pages and its stylesheet (shipped in the package) to the app."""
+    app.include_router(pages.router)
+    app.include_router(ops_pages.router)
+    app.mount("/ui/static", StaticFiles(directory=HERE / "static"), name="ui-static")

@@ -1,0 +1,176 @@
+"""Uploads that cannot hurt: a hostile sheet is refused while the API keeps answering.
+
+The API runs here as a real `orderflow api` process (uvicorn) on the test PostgreSQL and
+Temporal, so its memory can be measured honestly (RSS of that process alone) and a sheet
+parsed on its event loop would visibly stall `/health`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import time
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import httpx
+import psutil
+import pytest
+from temporalio.client import Client
+from temporalio.testing import WorkflowEnvironment
+
+from orderflow.api.auth import create_user
+from orderflow.db.session import SessionFactory
+from orderflow.embedded import EmbeddedPostgres, free_port, venv_binary
+from tests.conftest import running_api
+from tests.conftest import test_settings as settings_for
+from tests.domain.test_sheets import hostile_sheet, rewrite_sheet, xlsx
+
+MAX_UNZIPPED = 8 * 2**20
+
+
+@dataclass
+class ApiProcess:
+    http: httpx.AsyncClient
+    process: psutil.Process
+    token: str
+
+    def rss(self) -> int:
+        return int(self.process.memory_info().rss)
+
+    async def upload(self, content: bytes, name: str) -> httpx.Response:
+        return await self.http.post(
+            "/imports",
+            files={"file": (name, content)},
+            headers={"Authorization": f"Bearer {self.token}"},
+        )
+
+
+@pytest.fixture
+async def api_process(
+    pg: EmbeddedPostgres, temporal_env: WorkflowEnvironment, sessions: SessionFactory
+) -> AsyncIterator[ApiProcess]:
+    port = free_port()
+    env = {
+        **os.environ,
+        "ORDERFLOW_DATABASE_URL": pg.url,
+        "TEMPORAL_ADDRESS": temporal_env.client.service_client.config.target_host,
+        "ORDERFLOW_TASK_QUEUE": f"tq-{uuid.uuid4().hex[:12]}",
+        "ORDERFLOW_IMPORT_MAX_UNZIPPED_BYTES": str(MAX_UNZIPPED),
+    }
+    proc = await asyncio.create_subprocess_exec(
+        venv_binary("orderflow"),
+        "api",
+        "--port",
+        str(port),
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    async with sessions() as s:
+        token = await create_user(s, f"sales-{uuid.uuid4().hex[:6]}", "sales")
+        await s.commit()
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=60) as http:
+            deadline = time.monotonic() + 60
+            while True:
+                assert proc.returncode is None, "orderflow api exited during start-up"
+                try:
+                    if (await http.get("/health")).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                assert time.monotonic() < deadline, "orderflow api did not come up in 60 s"
+                await asyncio.sleep(0.2)
+            yield ApiProcess(http, psutil.Process(proc.pid), token)
+    finally:
+        if proc.returncode is None:
+            proc.terminate()
+        try:
+            await asyncio.wait_for(proc.wait(), 10)
+        except TimeoutError:
+            proc.kill()
+            await proc.wait()
+
+
+async def test_a_hostile_sheet_is_refused_while_health_keeps_answering(api_process: ApiProcess):
+    api = api_process
+    # Warm up the parsing path (openpyxl, the thread pool) so the baseline is honest.
+    warm = await api.upload(xlsx([]), "warm.xlsx")
+    assert warm.status_code == 422 and "no rows" in warm.json()["detail"]
+    baseline = api.rss()
+    # Every one of its 2,000 rows is read before its last cell refuses it.
+    content = hostile_sheet(rows=1999, last=["H-X", "C-1", "SKU-1", "=1+1"])
+    assert len(content) < 48 * 1024, len(content)
+
+    latencies: list[float] = []
+    peak = baseline
+    done = asyncio.Event()
+
+    async def probe_health() -> None:
+        while not done.is_set():
+            started = time.monotonic()
+            r = await api.http.get("/health")
+            latencies.append(time.monotonic() - started)
+            assert r.status_code == 200, r.text
+            await asyncio.sleep(0.05)  # pacing between probes, not synchronisation
+
+    async def sample_rss() -> None:
+        nonlocal peak
+        while not done.is_set():
+            peak = max(peak, api.rss())
+            await asyncio.sleep(0.01)
+
+    probes = [asyncio.create_task(probe_health()), asyncio.create_task(sample_rss())]
+    await asyncio.sleep(0.5)  # a few probes before the uploads
+    quiet = max(latencies)
+    started = time.monotonic()
+    # Four at once: more than the API parses in parallel.
+    answers = await asyncio.gather(*[api.upload(content, f"hostile-{i}.xlsx") for i in range(4)])
+    upload_s = time.monotonic() - started
+    await asyncio.sleep(0.2)
+    done.set()
+    await asyncio.gather(*probes)
+    peak = max(peak, api.rss())
+
+    for r in answers:
+        assert r.status_code == 422, r.text
+        assert "formulas are not accepted (paste values instead): cell(s) D2001" in r.text
+    grown = (peak - baseline) / 2**20
+    print(
+        f"\nhostile sheet {len(content) / 1024:.1f} KiB x4: refused in {upload_s:.2f} s; "
+        f"/health {len(latencies)} calls, max {max(latencies) * 1000:.0f} ms "
+        f"(before the uploads {quiet * 1000:.0f} ms); "
+        f"RSS {baseline / 2**20:.0f} MB -> peak {peak / 2**20:.0f} MB (+{grown:.0f} MB)"
+    )
+    assert len(latencies) >= 5
+    assert max(latencies) < 1.0, latencies
+    assert grown < 150
+
+
+async def test_a_zip_bomb_is_refused_unopened(api_process: ApiProcess):
+    api = api_process
+    bomb = rewrite_sheet(
+        xlsx([["B-1", "C-1", "SKU-1", 1]]), lambda xml: xml + b" " * 2 * MAX_UNZIPPED
+    )
+    baseline = api.rss()
+    r = await api.upload(bomb, "bomb.xlsx")
+    assert r.status_code == 413, r.text
+    assert "unpacks to 16.0 MB; the limit is 8 MB" in r.json()["detail"]
+    assert (api.rss() - baseline) / 2**20 < 50
+
+
+async def test_a_sheet_past_the_row_cap_is_refused_with_413(
+    pg: EmbeddedPostgres, sessions: SessionFactory, client: Client
+):
+    settings = settings_for(pg, import_max_rows=1000)
+    async with running_api(settings, sessions, client) as stack:
+        r = await stack.http.post(
+            "/imports",
+            files={"file": ("hostile.xlsx", hostile_sheet(rows=2000))},
+            headers=stack.auth("sales"),
+        )
+    assert r.status_code == 413, r.text
+    assert "more than 1,000 rows; the limit is 1,000 rows per file" in r.json()["detail"]
