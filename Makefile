@@ -24,7 +24,7 @@ lint: $(STAMP)
 # The API fuzzer for ten minutes (the test suite runs it for about two): 0 failures expected.
 fuzz: $(STAMP)
 	ORDERFLOW_FUZZ_SECONDS=$${ORDERFLOW_FUZZ_SECONDS:-600} \
-	ORDERFLOW_FUZZ_EXAMPLES=$${ORDERFLOW_FUZZ_EXAMPLES:-800} \
+	ORDERFLOW_FUZZ_EXAMPLES=$${ORDERFLOW_FUZZ_EXAMPLES:-500} \
 	$(BIN)/pytest tests/api/test_fuzz.py -q -p no:cacheprovider --timeout=900
 
 bench: $(STAMP)

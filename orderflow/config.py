@@ -36,6 +36,9 @@ class Settings(BaseSettings):
     temporal_port: int = 7233
     temporal_ui_port: int = 8233
     temporal_ui_base: str | None = None
+    # Where people open the API (and its console at /ui): the links in notices and alerts.
+    # Unset: the API's own address (http://host:api_port), right only on that machine.
+    public_url: str | None = None
     # The embedded Temporal's SQLite file in WAL mode without an fsync per commit (see
     # README, Performance); false keeps SQLite's default rollback journal.
     temporal_sqlite_wal: bool = True
@@ -132,6 +135,13 @@ class Settings(BaseSettings):
             raise ValueError(f"port {v} is outside 1..65535")
         return v
 
+    @field_validator("public_url")
+    @classmethod
+    def _public_url_scheme(cls, v: str | None) -> str | None:
+        if v is not None and not v.startswith(("http://", "https://")):
+            raise ValueError("ORDERFLOW_PUBLIC_URL must start with http:// or https://")
+        return v
+
     @field_validator("bootstrap_token")
     @classmethod
     def _token_strength(cls, v: str | None) -> str | None:
@@ -149,6 +159,15 @@ class Settings(BaseSettings):
     @property
     def resolved_temporal_address(self) -> str:
         return self.temporal_address or f"{self.host}:{self.temporal_port}"
+
+    @property
+    def public_base_url(self) -> str:
+        """The API's address for people (ORDERFLOW_PUBLIC_URL), without a trailing slash."""
+        return (self.public_url or f"http://{self.host}:{self.api_port}").rstrip("/")
+
+    def console_order_url(self, order_id: str) -> str:
+        """The console page of an order, as a notice or an alert links to it."""
+        return f"{self.public_base_url}/ui/orders/{order_id}"
 
     @property
     def temporal_ui_url(self) -> str:

@@ -112,6 +112,12 @@ _CONSOLE_MIRRORS = {
     ("GET", "/ui/orders/{order_id}"): ("GET", "/orders/{order_id}/history"),
     ("POST", "/ui/orders/{order_id}/decision"): ("POST", "/orders/{order_id}/decision"),
     ("POST", "/ui/orders/{order_id}/cancel"): ("POST", "/orders/{order_id}/cancel"),
+    # Order entry and its lookups: for those who may create an order.
+    ("GET", "/ui/orders/new"): ("POST", "/orders"),
+    ("POST", "/ui/orders/new"): ("POST", "/orders"),
+    ("POST", "/ui/orders/new/check"): ("POST", "/orders"),
+    ("GET", "/ui/orders/new/customers"): ("POST", "/orders"),
+    ("GET", "/ui/orders/new/products"): ("POST", "/orders"),
     ("GET", "/ui/alerts"): ("GET", "/alerts"),
     ("POST", "/ui/alerts/{alert_id}/ack"): ("POST", "/alerts/{alert_id}/ack"),
     ("GET", "/ui/imports"): ("GET", "/imports/{import_id}"),
@@ -119,6 +125,17 @@ _CONSOLE_MIRRORS = {
     ("GET", "/ui/imports/{import_id}/result.xlsx"): ("GET", "/imports/{import_id}/result.xlsx"),
     ("GET", "/ui/kpis"): ("GET", "/kpis"),
     ("GET", "/ui/kpis.xlsx"): ("GET", "/kpis.xlsx"),
+    # Amend from the order page; the shop floor's production orders and carrier exceptions.
+    ("POST", "/ui/orders/{order_id}/amend"): ("PATCH", "/orders/{order_id}"),
+    ("GET", "/ui/production"): ("GET", "/production-orders"),
+    ("POST", "/ui/production/{production_id}/complete"): (
+        "POST",
+        "/production-orders/{production_id}/complete",
+    ),
+    ("POST", "/ui/orders/{order_id}/carrier-exception"): (
+        "POST",
+        "/orders/{order_id}/carrier-exception",
+    ),
 }
 RULES.update(
     {page: frozenset(RULES[api]) & STAFF for page, api in _CONSOLE_MIRRORS.items()}  # type: ignore[arg-type]
@@ -131,6 +148,8 @@ RULES.update(
         ("POST", "/ui/logout"): PUBLIC,
         # Like `orderflow stuck`: an operations view.
         ("GET", "/ui/stuck"): roles("ops"),
+        # Orders held by a carrier exception: for those who decide on one (ops).
+        ("GET", "/ui/exceptions"): roles("ops"),
     }
 )
 

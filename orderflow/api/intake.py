@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-from datetime import UTC, datetime
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
 from typing import Any
 
 from psycopg.errors import UniqueViolation
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio.client import Client
@@ -32,6 +33,7 @@ from orderflow.db.models import (
     IdempotencyKey,
     Order,
     OrderEvent,
+    OrderLine,
     RejectedAttempt,
 )
 from orderflow.db.quotes import line_rows, quote
@@ -66,6 +68,7 @@ def workflow_input(
     settings: Settings,
     routing: tuple[list[RoutingRule], int],
     allow_partial: bool = False,
+    lines: int = 0,
 ) -> OrderWorkflowInput:
     """The rules in force now travel with the order for its whole life."""
     return OrderWorkflowInput(
@@ -86,10 +89,47 @@ def workflow_input(
         backorder_alert_seconds=settings.backorder_alert_seconds,
         delivery_alert_seconds=settings.delivery_alert_seconds,
         allow_partial=allow_partial,
+        lines=lines,
     )
 
 
-async def start_order_workflow(client: Client, inp: OrderWorkflowInput, task_queue: str) -> None:
+@dataclass(frozen=True)
+class OrderCard:
+    """What the Temporal UI shows of an order before anyone opens it (its user metadata)."""
+
+    currency: str
+    requested_delivery_date: date | None = None
+
+
+# Temporal caps a summary at 400 bytes (details at 20,000): stay well under.
+SUMMARY_BYTES = 300
+
+
+def order_summary(inp: OrderWorkflowInput, card: OrderCard) -> str:
+    """'SO-0000042 · C-GLD-1 · 1,234.50 CNY · web': the line in the workflow list."""
+    total = f"{inp.total:,.2f} {card.currency}"
+    text = f"{inp.order_id} · {inp.customer_code} · {total} · {inp.channel}"
+    return text.encode()[:SUMMARY_BYTES].decode(errors="ignore")
+
+
+def order_details(inp: OrderWorkflowInput, card: OrderCard) -> str:
+    """The order as it started, in Temporal markdown (the live state is its current details)."""
+    requested = card.requested_delivery_date
+    return "\n".join(
+        [
+            f"**{inp.order_id}** for customer **{inp.customer_code}**, from channel {inp.channel}",
+            f"- {inp.lines} line{'s' if inp.lines != 1 else ''}, "
+            f"total {inp.total:,.2f} {card.currency}",
+            f"- requested delivery: {requested.isoformat() if requested else 'none given'}",
+            f"- partial shipment: {'allowed' if inp.allow_partial else 'no'}; "
+            f"routing table v{inp.routing_version}",
+        ]
+    )
+
+
+async def start_order_workflow(
+    client: Client, inp: OrderWorkflowInput, task_queue: str, card: OrderCard
+) -> None:
     """Start the order's workflow; starting it again (a replayed request) is harmless."""
     try:
         await client.start_workflow(
@@ -97,6 +137,8 @@ async def start_order_workflow(client: Client, inp: OrderWorkflowInput, task_que
             inp,
             id=workflow_id(inp.order_id),
             task_queue=task_queue,
+            static_summary=order_summary(inp, card),
+            static_details=order_details(inp, card),
             id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
             id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
             search_attributes=TypedSearchAttributes(
@@ -224,8 +266,9 @@ async def create_order(
                 # A concurrent request with the same key or external reference won: its
                 # answer is committed now (the unique check waited for it); read it.
                 continue
+        card = OrderCard(answer["currency"], body.requested_delivery_date)
         try:
-            await start_order_workflow(client, inp, settings.task_queue)
+            await start_order_workflow(client, inp, settings.task_queue, card)
         except Exception as err:  # Temporal down: the order is safe, a retry starts it
             raise OrderStartError(answer["id"], err) from err
         return answer, True
@@ -297,8 +340,10 @@ async def _ensure_started(
         settings,
         await repo.load_routing(session),
         order.allow_partial,
+        await session.scalar(select(func.count()).where(OrderLine.order_id == order.id)) or 0,
     )
-    await start_order_workflow(client, inp, settings.task_queue)
+    card = OrderCard(order.currency, order.requested_delivery_date)
+    await start_order_workflow(client, inp, settings.task_queue, card)
 
 
 async def _persist(
@@ -406,6 +451,13 @@ async def _persist(
         )
     await session.commit()
     inp = workflow_input(
-        order_id, customer_row.code, body.channel, priced.total, settings, routing, allow_partial
+        order_id,
+        customer_row.code,
+        body.channel,
+        priced.total,
+        settings,
+        routing,
+        allow_partial,
+        len(priced.lines),
     )
     return answer, inp

@@ -180,3 +180,81 @@ async def compute_kpis(session: AsyncSession, f: KpiFilter) -> dict[str, Any]:
             for r in waits
         },
     }
+
+
+# The same definitions as COUNTS, per week (Monday, UTC) of the day each order was received:
+# one grouped pass over the window's orders, for the console's trend charts.
+WEEKLY = f"""
+WITH {SCOPE},
+    qty AS (
+        SELECT l.order_id, sum(l.shipped_qty) AS shipped, sum(l.quantity) AS ordered
+        FROM order_lines l JOIN scope s ON s.id = l.order_id GROUP BY l.order_id
+    ),
+    deliveries AS (
+        SELECT e.order_id, count(*) AS n,
+               count(*) FILTER (WHERE (e.at AT TIME ZONE 'UTC')::date
+                                      <= s.requested_delivery_date) AS on_time
+        FROM status_events e JOIN scope s ON s.id = e.order_id
+        WHERE e.status = 'delivered' AND s.requested_delivery_date IS NOT NULL
+        GROUP BY e.order_id
+    ),
+    per_order AS (
+        SELECT date_trunc('week', s.created_at AT TIME ZONE 'UTC')::date AS week,
+               coalesce('validated' = ANY(r.statuses), false) AS validated,
+               coalesce('awaiting_approval' = ANY(r.statuses), false) AS routed,
+               coalesce('approved' = ANY(r.statuses), false) AS approved,
+               q.shipped, q.ordered, d.n AS deliveries, d.on_time
+        FROM scope s
+        LEFT JOIN reached r ON r.order_id = s.id
+        LEFT JOIN qty q ON q.order_id = s.id
+        LEFT JOIN deliveries d ON d.order_id = s.id
+    )
+SELECT week,
+       count(*) AS orders,
+       count(*) FILTER (WHERE validated) AS validated,
+       count(*) FILTER (WHERE validated AND NOT routed) AS touchless,
+       coalesce(sum(shipped) FILTER (WHERE approved), 0) AS shipped_qty,
+       coalesce(sum(ordered) FILTER (WHERE approved), 0) AS ordered_qty,
+       coalesce(sum(deliveries), 0) AS dated_deliveries,
+       coalesce(sum(on_time), 0) AS on_time
+FROM per_order
+GROUP BY week ORDER BY week
+"""
+
+
+MAX_WEEKS = 52
+
+
+async def weekly_trends(session: AsyncSession, f: KpiFilter) -> list[dict[str, Any]]:
+    """Orders received, first-pass, fill and on-time rates for each week (Monday, UTC) of
+    the window, from its first week with orders to its end (this week at the latest), empty
+    weeks included (rates None), the last `MAX_WEEKS` at most. The definitions are
+    `compute_kpis`' own, so the weeks' counts add up to its totals."""
+    rows = (await session.execute(text(WEEKLY), f.params())).mappings().all()
+    found = {r["week"]: r for r in rows}
+    if not found:
+        return []
+    this_week = _monday(datetime.now(UTC).date())
+    last = max(max(found), min(_monday(f.end), this_week) if f.end else max(found))
+    first = max(min(found), last - timedelta(weeks=MAX_WEEKS - 1))
+    weeks = []
+    week = first
+    while week <= last:
+        r = found.get(week)
+        weeks.append(
+            {
+                "week": week,
+                "orders": r["orders"] if r else 0,
+                "first_pass_rate": _ratio(r["touchless"], r["validated"]) if r else None,
+                "fill_rate": _ratio(int(r["shipped_qty"]), int(r["ordered_qty"])) if r else None,
+                "on_time_delivery_rate": _ratio(int(r["on_time"]), int(r["dated_deliveries"]))
+                if r
+                else None,
+            }
+        )
+        week += timedelta(days=7)
+    return weeks
+
+
+def _monday(day: date) -> date:
+    return day - timedelta(days=day.weekday())

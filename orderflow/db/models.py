@@ -100,6 +100,20 @@ class Stock(Base):
     updated_at: Mapped[datetime] = _now()
 
 
+class ProductSubstitute(Base):
+    """What to offer instead of a product that is short, in the order to offer them."""
+
+    __tablename__ = "product_substitutes"
+    __table_args__ = (
+        UniqueConstraint("sku", "substitute_sku", name="uq_product_substitutes_pair"),
+        CheckConstraint("sku <> substitute_sku", name="not_itself"),
+        CheckConstraint("position >= 0", name="position_non_negative"),
+    )
+    sku: Mapped[str] = mapped_column(ForeignKey("products.sku"), primary_key=True)
+    position: Mapped[int] = mapped_column(Integer, primary_key=True)
+    substitute_sku: Mapped[str] = mapped_column(ForeignKey("products.sku"))
+
+
 class Order(Base):
     __tablename__ = "orders"
     __table_args__ = (

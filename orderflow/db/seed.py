@@ -1,14 +1,16 @@
-"""Demo data: a few customers of each tier, 20 products, stock. Loading it twice is a no-op,
-and it never overwrites what a user changed (stock levels included)."""
+"""Demo data: a few customers of each tier, 20 products (some with substitutes), stock.
+Loading it twice is a no-op, and it never overwrites what a user changed (stock levels
+included)."""
 
 from __future__ import annotations
 
 from decimal import Decimal
 
+from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from orderflow.db.models import Customer, Product, Stock
+from orderflow.db.models import Customer, Product, ProductSubstitute, Stock
 
 CUSTOMERS = [
     # code, name, tier, credit limit, terms, city, status
@@ -46,6 +48,18 @@ PRODUCTS = [
 ]
 
 DEMO_STOCK = 1000
+
+# What order entry offers, in this order, when a product is short.
+SUBSTITUTES = {
+    "WID-001": ["WID-002"],
+    "WID-002": ["WID-001"],
+    "PIPE-20": ["PIPE-25"],
+    "VALVE-20": ["VALVE-25"],
+    "CABLE-2": ["CABLE-4"],
+    "PAINT-W": ["PAINT-G"],
+    "LAMP-TUBE": ["LAMP-LED"],
+    "CAB-CUSTOM": ["CAB-STD"],
+}
 
 
 async def load_demo_data(session: AsyncSession) -> None:
@@ -100,4 +114,14 @@ async def load_demo_data(session: AsyncSession) -> None:
         )
         .on_conflict_do_nothing()
     )
+    # Only for a product with no substitutes yet: a list someone changed stays as it is.
+    listed = set(await session.scalars(select(ProductSubstitute.sku).distinct()))
+    rows = [
+        {"sku": sku, "position": i, "substitute_sku": sub}
+        for sku, subs in SUBSTITUTES.items()
+        if sku not in listed
+        for i, sub in enumerate(subs)
+    ]
+    if rows:
+        await session.execute(insert(ProductSubstitute).values(rows).on_conflict_do_nothing())
     await session.commit()

@@ -177,6 +177,9 @@ class OrderWorkflowInput(Model):
     delivery_alert_seconds: float = 3 * 24 * 3600
     # Ship what is reserved while the rest waits (a second shipment follows).
     allow_partial: bool = False
+    # How many lines the order has, for the step summaries in the Temporal UI (0: unknown,
+    # orders started before it was sent).
+    lines: int = 0
 
 
 class OrderRef(Model):

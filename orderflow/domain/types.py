@@ -160,17 +160,43 @@ LineQuantity = Annotated[
     WithJsonSchema({"type": "integer", "minimum": 1, "maximum": INT4_MAX}),
 ]
 
+@dataclass(frozen=True)
+class DecimalText:
+    """Annotated marker: the JSON schema states the decimal places (multipleOf on the number
+    form, a pattern on the string form), so a client knows 1.005 will be refused."""
+
+    pattern: str
+    step: float = 0.01
+
+    def __get_pydantic_json_schema__(
+        self, schema: core_schema.CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        js = handler(schema)
+        for variant in js.get("anyOf", []):
+            if variant.get("type") == "string":
+                variant["pattern"] = self.pattern
+            elif variant.get("type") == "number":
+                variant["multipleOf"] = self.step
+        return js
+
+
 # Money: NUMERIC(14,2). `Money` is what a caller may send (never negative); `SignedMoney`
 # is for computed differences that can be below zero.
 Money = Annotated[
     Decimal,
     Field(ge=0, le=MONEY_MAX, max_digits=MONEY_DIGITS, decimal_places=MONEY_PLACES),
+    DecimalText(r"^[0-9]{1,12}(\.[0-9]{1,2})?$"),
 ]
 SignedMoney = Annotated[
     Decimal,
     Field(ge=-MONEY_MAX, le=MONEY_MAX, max_digits=MONEY_DIGITS, decimal_places=MONEY_PLACES),
+    DecimalText(r"^-?[0-9]{1,12}(\.[0-9]{1,2})?$"),
 ]
-Percent = Annotated[Decimal, Field(gt=0, lt=100, max_digits=5, decimal_places=2)]
+Percent = Annotated[
+    Decimal,
+    Field(gt=0, lt=100, max_digits=5, decimal_places=2),
+    DecimalText(r"^[0-9]{1,2}(\.[0-9]{1,2})?$"),
+]
 
 # Dates within the window PostgreSQL and the business both make sense of.
 SaneDate = Annotated[date, Interval(ge=DATE_MIN, le=DATE_MAX)]
@@ -189,6 +215,7 @@ __all__ = [
     "CountryCode",
     "DbId",
     "DbInt",
+    "DecimalText",
     "Money",
     "Name100",
     "Name200",

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from datetime import timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 
 from temporalio import workflow
@@ -53,6 +53,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from orderflow.domain.search_attributes import AWAITING_ROLE, STATUS
     from orderflow.domain.status import (
+        FINAL_STATUSES,
         LINES_AMENDABLE,
         SHIPPED_OR_LATER,
         OrderStatus,
@@ -98,6 +99,12 @@ UNDO = {
     "shipment": ("shipping.cancel_shipment", False),
     "invoice": ("billing.credit_note", True),
 }
+UNDO_SUMMARY = {
+    "reservation": "release the reserved stock",
+    "pick_list": "cancel the pick list",
+    "shipment": "cancel the carrier booking",
+    "invoice": "credit the invoice",
+}
 
 
 class OrderStopped(Exception):
@@ -119,6 +126,29 @@ def _waiting_for(result: ReserveResult) -> str:
         [f"{k} x{v}" for k, v in result.short.items()]
         + [f"{k} (production order #{v})" for k, v in result.in_production.items()]
     )
+
+
+# Temporal caps a summary at 400 bytes (UTF-8, as JSON): a longer one would fail the task.
+SUMMARY_BYTES = 300
+# Current details list this many SKUs or tracking numbers, then "and N more".
+DETAIL_ITEMS = 10
+
+
+def one_line(text: str, limit: int = SUMMARY_BYTES) -> str:
+    """A summary for the Temporal UI: one line, cut to fit Temporal's limit."""
+    flat = " ".join(text.split())
+    if len(flat.encode()) <= limit:
+        return flat
+    return flat.encode()[: limit - 3].decode(errors="ignore") + "…"
+
+
+def listed(items: list[str]) -> str:
+    more = len(items) - DETAIL_ITEMS
+    return ", ".join(items[:DETAIL_ITEMS]) + (f" and {more} more" if more > 0 else "")
+
+
+def utc(when: datetime) -> str:
+    return f"{when:%Y-%m-%d %H:%M} UTC"
 
 
 def step_failed(name: str, err: ActivityError) -> OrderStopped:
@@ -174,6 +204,13 @@ class OrderWorkflow:
         self.completion_written = False
         # Notices to approvers run beside the order; awaited before it ends.
         self.outbound: list[workflow.ActivityHandle] = []
+        # What the Temporal UI shows as the order's current details (see _show): the step
+        # running, the timer it waits on (summary, fires at), what a backorder is short of.
+        self.line_count = 0
+        self.step: str | None = None
+        self.timer: tuple[str, datetime] | None = None
+        self.sla_later: list[str] = []
+        self.short: str | None = None
 
     # ---- messages -------------------------------------------------------------------
 
@@ -320,6 +357,7 @@ class OrderWorkflow:
             problem = self._amend_problem(a)  # the order may have moved since validation
             if problem is not None:
                 raise problem
+            self._show()
             result: AmendResult = await workflow.execute_local_activity(
                 "intake.amend_order",
                 AmendRequest(
@@ -333,6 +371,7 @@ class OrderWorkflow:
                 start_to_close_timeout=DB_TIMEOUT,
                 retry_policy=DB_RETRY,
                 result_type=AmendResult,
+                summary=one_line(f"amend by {a.by}: validate, price and route again"),
             )
             if not result.ok:
                 raise ApplicationError(
@@ -342,6 +381,7 @@ class OrderWorkflow:
                 )
             self.amendments += 1
             if result.lines_changed:
+                self.line_count = len(a.change.lines or [])
                 self.total = result.total
                 self.reroute = self._uncovered(result.levels)
                 self.settling = True
@@ -424,6 +464,7 @@ class OrderWorkflow:
     async def run(self, inp: OrderWorkflowInput) -> OrderState:
         self.order_id = inp.order_id
         self.inp = inp
+        self.line_count = inp.lines
         try:
             await self._pipeline()
         except OrderStopped as stop:
@@ -452,11 +493,18 @@ class OrderWorkflow:
                 "fulfil.first_pass",
                 FirstPassRequest(assess=assess, ship_partial=self.inp.allow_partial),
                 FirstPass,
+                summary=f"check {self._lines()} (credit, prices, approvals); reserve and pack "
+                "them if no approval is needed",
             )
             assessment, first = passed.assessment, passed.prepared
             self.lines_locked = first is not None
         else:
-            assessment = await self._db("intake.assess_order", assess, Assessment)
+            assessment = await self._db(
+                "intake.assess_order",
+                assess,
+                Assessment,
+                summary=f"check {self._lines()}: credit, prices, approvals",
+            )
         if not assessment.ok:
             problems = "; ".join(p.message for p in assessment.problems)
             raise OrderStopped(OrderStatus.REJECTED, f"validation: {problems}")
@@ -495,7 +543,7 @@ class OrderWorkflow:
             )
         self._moved(OrderStatus.DELIVERED)
         if not self.completion_written:
-            await self._db("orders.set_status", self._completion())
+            await self._db("orders.set_status", self._completion(), summary="status: completed")
         self._moved(OrderStatus.COMPLETED)
 
     async def _approval_stage(self, levels: list[ApprovalLevel]) -> None:
@@ -518,6 +566,7 @@ class OrderWorkflow:
                         if levels
                         else "amended: the approvals already given cover it (or none is needed)",
                     ),
+                    summary="status: approved",
                 )
             self._moved(OrderStatus.APPROVED)
             if self.amending:  # an amendment started before reservation: let it land
@@ -541,11 +590,11 @@ class OrderWorkflow:
         prepared = await self._reserve(ref, first)
         reserved, packed = prepared.reserved, prepared.packed
         if packed is None:  # steps one by one (orders from before combined steps)
-            await self._db("warehouse.create_pick_list", ref)
+            await self._db("warehouse.create_pick_list", ref, summary=f"pick list for shipment {n}")
             self.compensations.append("pick_list")
             self._moved(OrderStatus.PICKING)
             self._checkpoint()
-            packed = await self._db("warehouse.pack", ref, PackResult)
+            packed = await self._db("warehouse.pack", ref, PackResult, summary=f"pack shipment {n}")
         else:
             self.compensations.append("pick_list")
         self._moved(OrderStatus.PACKED)
@@ -565,14 +614,21 @@ class OrderWorkflow:
         record = ShipmentRecord(
             order_id=self.order_id, shipment_no=n, booking=booking, packages=packed.packages
         )
+        tracking = booking.tracking_number
         if self.combined:
-            await self._db("fulfil.ship_and_invoice", record)
+            await self._db(
+                "fulfil.ship_and_invoice",
+                record,
+                summary=f"ship {tracking} (shipment {n}) and invoice it",
+            )
             self.bookings.append(booking)
         else:
-            await self._db("shipping.record_shipment", record)
+            await self._db(
+                "shipping.record_shipment", record, summary=f"ship {tracking} (shipment {n})"
+            )
             self.bookings.append(booking)
             self._moved(OrderStatus.SHIPPED)
-            await self._db("billing.invoice", ref)
+            await self._db("billing.invoice", ref, summary=f"invoice shipment {n}")
         self.compensations.append("invoice")
         self._moved(OrderStatus.INVOICED)
         if reserved.fully_reserved:
@@ -582,8 +638,9 @@ class OrderWorkflow:
         self.compensations.clear()
         return False
 
-    async def _interruptible(self, name: str, arg, result_type):  # type: ignore[no-untyped-def]
+    async def _interruptible(self, name: str, arg, result_type, summary: str):  # type: ignore[no-untyped-def]
         """A carrier call that a cancel request can cut short (between or during attempts)."""
+        self.step = one_line(summary)
         self._publish()
         handle = workflow.start_activity(
             name,
@@ -593,8 +650,10 @@ class OrderWorkflow:
             retry_policy=CARRIER_RETRY,
             result_type=result_type,
             cancellation_type=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+            summary=self.step,
         )
         await workflow.wait_condition(lambda: handle.done() or self.cancel_request is not None)
+        self.step = None
         if not handle.done():
             handle.cancel()
             with contextlib.suppress(ActivityError, asyncio.CancelledError):
@@ -611,7 +670,13 @@ class OrderWorkflow:
         attempt = 1
         while True:
             try:
-                return await self._interruptible("shipping.book", req, Booking)  # type: ignore[no-any-return]
+                return await self._interruptible(  # type: ignore[no-any-return]
+                    "shipping.book",
+                    req,
+                    Booking,
+                    f"book carrier for shipment {req.shipment_no} ({req.packages} "
+                    f"package{'s' if req.packages != 1 else ''})",
+                )
             except OrderStopped as stop:
                 if stop.status != OrderStatus.FAILED or not workflow.patched("carrier-hold"):
                     raise
@@ -624,7 +689,10 @@ class OrderWorkflow:
                     key=f"carrier_failed:{attempt}",
                 )
                 retried = await self._wait(
-                    lambda: self.retry_shipping_by is not None, timedelta(days=30)
+                    lambda: self.retry_shipping_by is not None,
+                    timedelta(days=30),
+                    timer=f"carrier hold: fail the order unless ops retry shipment "
+                    f"{req.shipment_no} or cancel",
                 )
                 if not retried:
                     raise
@@ -652,12 +720,19 @@ class OrderWorkflow:
                     "fulfil.prepare",
                     PrepareRequest(ref=ref, ship_partial=self.inp.allow_partial),
                     Prepared,
+                    summary=f"reserve {self._lines()}, pick and pack shipment {ref.shipment_no}",
                 )
             else:
                 prepared = Prepared(
-                    reserved=await self._db("inventory.reserve", ref, ReserveResult)
+                    reserved=await self._db(
+                        "inventory.reserve",
+                        ref,
+                        ReserveResult,
+                        summary=f"reserve {self._lines()} (shipment {ref.shipment_no})",
+                    )
                 )
             result = prepared.reserved
+            self.short = one_line(_waiting_for(result), 1000) or None
             if "reservation" not in self.compensations:
                 self.compensations.append("reservation")
             if result.fully_reserved:
@@ -688,8 +763,16 @@ class OrderWorkflow:
             step = min(recheck, limit - waited)
             if not alerted:
                 step = min(step, alert_after - waited)
+            if step == limit - waited:
+                then = "cancel the order if stock is still short"
+            elif step == alert_after - waited and not alerted:
+                then = "alert ops if stock is still short"
+            else:
+                then = "check stock again"
             start = workflow.now()
-            await self._wait(lambda: self.replenished, step)
+            await self._wait(
+                lambda: self.replenished, step, timer=f"backorder: {then} ({self.short})"
+            )
             waited += workflow.now() - start
 
     async def _approvals(self, levels: list[ApprovalLevel]) -> None:
@@ -706,10 +789,21 @@ class OrderWorkflow:
             ("escalation", sla.escalation_seconds - sla.reminder_seconds),
             ("timeout", sla.timeout_seconds - sla.escalation_seconds),
         ]
-        for phase, seconds in phases:
+        timers = {
+            "reminder": f"approval SLA: remind {role}",
+            "escalation": f"approval SLA: escalate to {sla.escalate_to.get(role, 'admin')}",
+            "timeout": f"approval SLA: time out ({lvl.on_timeout})",
+        }
+        for i, (phase, seconds) in enumerate(phases):
+            fires, self.sla_later = workflow.now(), []
+            for later, later_seconds in phases[i:]:
+                fires += timedelta(seconds=max(later_seconds, 0))
+                if later != phase:
+                    self.sla_later.append(f"{timers[later]} at {utc(fires)}")
             if await self._wait(
                 lambda: self.decision is not None or self.reroute is not None,
                 timedelta(seconds=max(seconds, 0)),
+                timer=timers[phase],
             ):
                 break
             if phase == "reminder":
@@ -787,7 +881,9 @@ class OrderWorkflow:
         rec = DecisionRecord(
             order_id=self.order_id, level=level, role=role, status="pending", reason=reason
         )
-        await self._db("approvals.open_level", rec)
+        await self._db(
+            "approvals.open_level", rec, summary=f"open approval level {level} for {role}"
+        )
         self._record_level(level, role, "pending", None, "", reason)
         self._moved(OrderStatus.AWAITING_APPROVAL, awaiting_role=role, level=level)
         self.settling = False  # an amendment's new chain is open: its caller gets its answer
@@ -810,10 +906,15 @@ class OrderWorkflow:
             reason=reason,
             amount=self.total if status == "approved" else None,
         )
-        await self._db("approvals.record_decision", rec)
+        await self._db(
+            "approvals.record_decision",
+            rec,
+            summary=f"approval level {level} ({role}): {status}" + (f" by {by}" if by else ""),
+        )
         self._record_level(level, role, status, by, comment, reason)
         self.awaiting_role = None
         self.pending_level = None
+        self.sla_later = []
 
     def _record_level(
         self, level: int, role: str, status: str, by: str | None, comment: str, reason: str
@@ -843,6 +944,7 @@ class OrderWorkflow:
                 lambda: bool(self.carrier_events) or self.exception_decision is not None,
                 poll,
                 cancellable=False,
+                timer=f"wait for delivery of {listed(list(pending))}, then ask the carrier",
             )
             # Ask the carrier less and less often (up to hourly): a long transit must not
             # fill the history with tracking calls; its webhook still wakes us at once.
@@ -865,6 +967,7 @@ class OrderWorkflow:
                         TrackRequest(
                             tracking_number=booking.tracking_number, booked_at=booking.booked_at
                         ),
+                        summary=f"track {booking.tracking_number} with {booking.carrier}",
                         start_to_close_timeout=CARRIER_TIMEOUT,
                         heartbeat_timeout=CARRIER_HEARTBEAT,
                         retry_policy=CARRIER_RETRY,
@@ -890,10 +993,15 @@ class OrderWorkflow:
                     await self._db(
                         "fulfil.deliver_and_complete",
                         DeliveryClose(event=event, completion=self._completion()),
+                        summary=f"record delivery of {event.tracking_number}; complete the order",
                     )
                     self.completion_written = True
                 else:
-                    await self._db("shipping.record_delivery", event)
+                    await self._db(
+                        "shipping.record_delivery",
+                        event,
+                        summary=f"record {event.status} of {event.tracking_number}",
+                    )
                 if event.status == "delivered":
                     pending.pop(event.tracking_number, None)
                     if self.exception_on == event.tracking_number:
@@ -923,6 +1031,7 @@ class OrderWorkflow:
                 ShipmentLoss(
                     order_id=self.order_id, tracking_number=tracking, by=d.by, comment=d.comment
                 ),
+                summary=f"{tracking} lost (by {d.by}): credit its invoice",
             )
             pending.pop(tracking, None)
             self.lost.append(tracking)
@@ -957,6 +1066,7 @@ class OrderWorkflow:
             self._change(stop.status, stop.status.value, stop.reason),
             start_to_close_timeout=DB_TIMEOUT,
             retry_policy=COMPENSATION_RETRY,
+            summary=one_line(f"status: {stop.status.value} ({stop.reason})"),
         )
         self._moved(stop.status)
 
@@ -971,12 +1081,15 @@ class OrderWorkflow:
                 reason=stop.reason,
                 from_shipment=self.closed_waves + 1,
             )
+            self.step = one_line(f"undo: {UNDO_SUMMARY[step]} ({stop.status.value})")
             if local:
+                self._show()
                 await workflow.execute_local_activity(
                     activity_name,
                     comp,
                     start_to_close_timeout=DB_TIMEOUT,
                     retry_policy=COMPENSATION_RETRY,
+                    summary=self.step,
                 )
             else:
                 self._publish()
@@ -986,27 +1099,36 @@ class OrderWorkflow:
                     start_to_close_timeout=CARRIER_TIMEOUT,
                     heartbeat_timeout=CARRIER_HEARTBEAT,
                     retry_policy=COMPENSATION_RETRY,
+                    summary=self.step,
                 )
+            self.step = None
         self.compensations.clear()
 
     # ---- helpers ------------------------------------------------------------------
 
-    async def _wait(self, ready, within: timedelta, cancellable: bool = True) -> bool:  # type: ignore[no-untyped-def]
-        """Wait for `ready` or the timeout; a cancel request interrupts; notes get written."""
+    async def _wait(  # type: ignore[no-untyped-def]
+        self, ready, within: timedelta, cancellable: bool = True, *, timer: str
+    ) -> bool:
+        """Wait for `ready` or the timeout; a cancel request interrupts; notes get written.
+        `timer` says what happens when it fires (the timer's summary in the Temporal UI)."""
 
         def woken() -> bool:
             return ready() or bool(self.notes) or (cancellable and self.cancel_request is not None)
 
+        timer = one_line(timer)
         deadline = workflow.now() + within
         while True:
             remaining = deadline - workflow.now()
             if remaining <= timedelta(0):
                 return bool(ready())
+            self.timer = (timer, deadline)
             self._publish()
             try:
-                await workflow.wait_condition(woken, timeout=remaining)
+                await workflow.wait_condition(woken, timeout=remaining, timeout_summary=timer)
             except TimeoutError:
                 return bool(ready())
+            finally:
+                self.timer = None
             await self._flush_notes()
             if cancellable:
                 self._checkpoint()
@@ -1020,6 +1142,7 @@ class OrderWorkflow:
             StatusChange(
                 order_id=self.order_id, status=self.status, step_key=step_key, detail=detail
             ),
+            summary=f"timeline: {detail}",
         )
 
     async def _drain_outbound(self) -> None:
@@ -1054,11 +1177,66 @@ class OrderWorkflow:
         self.awaiting_role = awaiting_role
         self.pending_level = level
 
+    def _lines(self) -> str:
+        """'3 lines' ('the lines' for orders started before the count came with them)."""
+        n = self.line_count
+        return f"{n} line{'s' if n != 1 else ''}" if n else "the lines"
+
+    def _show(self) -> None:
+        """Keep the order's current details (Temporal UI, workflow page) up to date."""
+        workflow.set_current_details(self._details())
+
+    def _details(self) -> str:
+        """Markdown: the status and why the order waits (who for, until when, on what)."""
+        head = f"**{self.status.value.replace('_', ' ')}**"
+        why: list[str] = []
+        if self.status in FINAL_STATUSES:
+            head += f": {self.failure}" if self.failure else ""
+        elif self.awaiting_role is not None:
+            head = f"**awaiting approval**: level {self.pending_level}"
+            head += f", role **{self.awaiting_role}**"
+            why += [
+                f"- reason: {a.reason}"
+                for a in self.approvals
+                if a.status == "pending" and a.level == self.pending_level and a.reason
+            ][-1:]
+        elif self.status == OrderStatus.BACKORDERED and self.short:
+            why.append(f"- short: {self.short}")
+        if self.shipping_held is not None:
+            head = "**packed, carrier booking on hold**"
+            why.append(f"- {self.shipping_held}")
+            why.append(
+                f"- ops: POST /orders/{self.order_id}/retry-shipping once the cause is fixed, "
+                "or cancel the order"
+            )
+        if self.exception_on is not None:
+            why.append(
+                f"- carrier exception on {self.exception_on}: ops decide lost or wait "
+                f"(POST /orders/{self.order_id}/carrier-exception)"
+            )
+        if self.remainder_cancelled is not None:
+            why.append(f"- remainder cancelled: {self.remainder_cancelled}")
+        if self.cancel_request is not None and not self.finished:
+            why.append(f"- cancel requested by {self.cancel_request.by}: undoing what took effect")
+        if self.amending or self.settling:
+            why.append("- amendment in progress: its approvals are being re-evaluated")
+        if self.step is not None:
+            why.append(f"- running: {self.step}")
+        if self.timer is not None and not self.finished:
+            why.append(f"- next: {self.timer[0]} at {utc(self.timer[1])}")
+            if self.awaiting_role is not None:
+                why += [f"- then: {later}" for later in self.sla_later]
+        if self.amendments:
+            why.append(f"- amended {self.amendments}x; total now {self.total:,.2f}")
+        return "\n".join([head, *why])
+
     def _publish(self) -> None:
         """Upsert the search attributes if they changed. Called wherever the workflow task
         can end (before waiting, before a normal activity, at the end): steps run as local
         activities within one task, so one upsert per task keeps the UI exact at every point
-        it can observe, for a third of the history events."""
+        it can observe, for a third of the history events. The current details follow at
+        the same points (they are no command: a query reads them)."""
+        self._show()
         current = (self.status.value, self.awaiting_role)
         if current == self._published:
             return
@@ -1072,32 +1250,42 @@ class OrderWorkflow:
             ]
         )
 
-    async def _db(self, name: str, arg, result_type=None):  # type: ignore[no-untyped-def]
+    async def _db(self, name: str, arg, result_type=None, *, summary: str):  # type: ignore[no-untyped-def]
         """A PostgreSQL-only step as a local activity; a failure for good fails the order."""
-        return await self._step(name, arg, local=True, result_type=result_type)
+        return await self._step(name, arg, local=True, result_type=result_type, summary=summary)
 
     async def _step(
         self,
         name: str,
         arg,
         *,
+        summary: str,
         local: bool = False,
         result_type=None,  # type: ignore[no-untyped-def]
         **options,
     ):
+        """Run one step; `summary` names it in the Temporal UI (event and current details)."""
+        summary = one_line(summary)
+        self.step = summary
         try:
             if local:
+                self._show()
                 return await workflow.execute_local_activity(
                     name,
                     arg,
                     start_to_close_timeout=DB_TIMEOUT,
                     retry_policy=DB_RETRY,
                     result_type=result_type,
+                    summary=summary,
                 )
             self._publish()
-            return await workflow.execute_activity(name, arg, result_type=result_type, **options)
+            return await workflow.execute_activity(
+                name, arg, result_type=result_type, summary=summary, **options
+            )
         except ActivityError as err:
             raise step_failed(name, err) from err
+        finally:
+            self.step = None
 
     async def _alert(self, kind: str, severity: str, summary: str, key: str | None = None) -> None:
         """Raise an on-call alert. It lives in its own workflow (id = dedup key), so it is
@@ -1116,6 +1304,7 @@ class OrderWorkflow:
                 alert,
                 id=alert_workflow_id(alert.dedup_key),
                 parent_close_policy=ParentClosePolicy.ABANDON,
+                static_summary=one_line(f"{severity} alert {kind}: {summary}"),
             )
         except WorkflowAlreadyStartedError:
             pass  # raised before (e.g. by a retried step): one alert, not two
@@ -1131,6 +1320,7 @@ class OrderWorkflow:
                 notice,
                 start_to_close_timeout=timedelta(seconds=30),
                 retry_policy=NOTIFY_RETRY,
+                summary=one_line(f"notify {role}: {subject}"),
             )
         )
         await self._note(f"notice:{key}", subject)

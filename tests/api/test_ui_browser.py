@@ -21,8 +21,10 @@ from sqlalchemy import update
 
 from orderflow.api.main import create_app
 from orderflow.config import Settings
-from orderflow.db.models import Alert, Order
+from orderflow.db.models import Alert, Order, OrderEvent, Shipment
 from orderflow.embedded import free_port
+from tests.api.test_production import _made_to_order
+from tests.api.test_ui_ops import _order_at
 from tests.utils import Stack
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -168,7 +170,38 @@ async def test_every_page_fits_a_phone_and_a_desktop(stack: Stack):
     )
     assert imported.status_code in (201, 202), imported.text
     await stack.wait_status(first_pass, "completed")
+    made = await _made_to_order(stack)
+    backordered = (await stack.order(customer, [(made, 2), (sku, 4)])).json()["id"]
+    await stack.wait_status(backordered, "backordered")
+    held = (await stack.order(customer, [(sku, 8)])).json()["id"]
+    await stack.wait_status(held, "completed")
+    for weeks_ago in range(8, 0, -1):  # history for the KPI page's weekly trends
+        at = datetime.now(UTC) - timedelta(weeks=weeks_ago)
+        for k in range(3 + weeks_ago % 3):
+            routed = k % (2 + weeks_ago % 2) == 0
+            await _order_at(
+                stack,
+                "shop",
+                customer,
+                sku,
+                at=at + timedelta(hours=k),
+                qty=10,
+                shipped=10 if k or weeks_ago % 2 else 7,
+                statuses=["received", "validated"]
+                + (["awaiting_approval"] if routed else [])
+                + ["approved", "shipped", "delivered"],
+                due=(at + timedelta(days=0 if k == 1 else 3)).date(),
+            )
     async with stack.sessions() as s:
+        # A carrier exception on an open order, for the exceptions page (rows only).
+        await s.execute(update(Order).where(Order.id == held).values(status="invoiced"))
+        tracking = await s.scalar(
+            update(Shipment)
+            .where(Shipment.order_id == held)
+            .values(status="exception")
+            .returning(Shipment.tracking_number)
+        )
+        s.add(OrderEvent(order_id=held, step_key=f"carrier:{tracking}:exception", kind="carrier"))
         await s.execute(
             update(Order)
             .where(Order.id == order_id)
@@ -191,6 +224,9 @@ async def test_every_page_fits_a_phone_and_a_desktop(stack: Stack):
         "order": ("credit_controller", f"/ui/orders/{order_id}"),
         "stuck": ("ops", "/ui/stuck?older_than=2h"),
         "alerts": ("ops", "/ui/alerts"),
+        "production": ("ops", "/ui/production"),
+        "exceptions": ("ops", "/ui/exceptions"),
+        "amend": ("sales", f"/ui/orders/{order_id}"),
         "imports": ("sales", "/ui/imports"),
         "kpis": ("director", "/ui/kpis"),
         "login": (None, "/ui/login"),

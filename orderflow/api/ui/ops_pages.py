@@ -15,8 +15,9 @@ from sqlalchemy import select
 
 from orderflow.api.deps import Caller, CurrentUser, SessionDep, StateDep
 from orderflow.api.routes import alerts, imports, kpis
+from orderflow.api.ui.trends import trend_charts
 from orderflow.api.ui.web import PAGE_SIZE, ConsoleRoute, may, render
-from orderflow.db.kpis import KpiFilter, compute_kpis
+from orderflow.db.kpis import KpiFilter, compute_kpis, weekly_trends
 from orderflow.db.models import Alert, Import
 from orderflow.domain.status import FINAL_STATUSES, OrderStatus
 from orderflow.domain.types import Code40, DbId, SaneDate
@@ -200,6 +201,7 @@ async def _cached_kpis(request: Request, session: SessionDep, f: KpiFilter) -> d
     if hit is not None and now - hit[0] < KPI_CACHE_SECONDS:
         return hit[1]
     data = await compute_kpis(session, f)
+    data["weekly"] = await weekly_trends(session, f)
     data["as_of"] = datetime.now(UTC)
     if len(cache) >= 64:
         cache.clear()
@@ -235,6 +237,7 @@ async def kpi_page(
         rates=_bars({k: (v * 100 if v is not None else None) for k, v in rates.items()}, "%"),
         steps=_bars(steps, "s"),
         waits=_bars(waits, "s"),
+        trends=trend_charts(data["weekly"]),
         from_=from_ or "",
         to=to or "",
         channel=channel or "",

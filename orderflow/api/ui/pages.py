@@ -41,6 +41,7 @@ DONE = {
     "reject": "Rejected. The order is stopped and its reservations released.",
     "cancel": "Cancelled. Everything already done for it has been undone.",
     "cancel-pending": "Cancel accepted: the order is busy in a step and stops at the next one.",
+    "amend": "Amended. Changed lines were checked, priced and routed again.",
 }
 
 

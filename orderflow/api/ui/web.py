@@ -35,8 +35,11 @@ PAGE_SIZE = 25
 # The menu: each entry shown to the roles the access table lets open it.
 NAV = [
     ("Approvals", "/ui/approvals"),
+    ("New order", "/ui/orders/new"),
     ("Stuck", "/ui/stuck"),
     ("Alerts", "/ui/alerts"),
+    ("Production", "/ui/production"),
+    ("Exceptions", "/ui/exceptions"),
     ("Imports", "/ui/imports"),
     ("KPIs", "/ui/kpis"),
 ]
