@@ -125,7 +125,7 @@ class Settings(BaseSettings):
     # `import_max_unzipped_bytes` is refused before it is parsed (a zip bomb).
     import_max_bytes: int = Field(default=20 * 2**20, ge=1024)
     import_max_rows: int = Field(default=20_000, ge=1)
-    import_max_unzipped_bytes: int = Field(default=64 * 2**20, ge=2**20)
+    import_max_unzipped_bytes: int = Field(default=24 * 2**20, ge=2**20)
     webhook_max_bytes: int = Field(default=2**20, ge=1024)
 
     @field_validator("api_port", "pg_port", "temporal_port", "temporal_ui_port")

@@ -34,7 +34,7 @@ from orderflow.domain.payloads import ROLES
 from orderflow.domain.status import FINAL_STATUSES
 from orderflow.embedded import EmbeddedPostgres, free_port, venv_binary
 from orderflow.workers.main import order_worker
-from tests.utils import Stack
+from tests.utils import TOKEN_CHANNEL, Stack
 
 
 @pytest.fixture(scope="session")
@@ -128,13 +128,13 @@ async def running_api(
     app = create_app(settings, sessions=sessions, client=client)
     async with app.router.lifespan_context(app):
         async with sessions() as s:
-            # The channel token is bound to "api", the channel of tests.utils' orders.
+            # The channel token is bound to its own channel (tests.utils.TOKEN_CHANNEL).
             tokens = {
                 role: await create_user(
                     s,
                     f"{role}-{uuid.uuid4().hex[:6]}",
                     role,
-                    channel="api" if role == "channel" else None,
+                    channel=TOKEN_CHANNEL if role == "channel" else None,
                 )
                 for role in ROLES
             }

@@ -17,6 +17,11 @@ from temporalio.client import Client
 from orderflow.config import Settings
 from orderflow.db.session import SessionFactory
 
+# The channel the `channel` role's token of a test stack is bound to: an integration's own
+# channel, never a staff channel such as "api" (auth.STAFF_CHANNELS). Its orders come from
+# that token (or admin); sales users post into "api".
+TOKEN_CHANNEL = "test-shop"
+
 
 @dataclass
 class Stack:
@@ -104,7 +109,7 @@ class Stack:
     ) -> httpx.Response:
         body = {
             "customer_code": customer,
-            "channel": "api",
+            "channel": TOKEN_CHANNEL if role == "channel" else "api",
             "lines": [{"sku": s, "quantity": q} for s, q in lines],
             **extra,
         }

@@ -17,6 +17,9 @@ from orderflow.domain.payloads import ROLES
 
 # The same rule as a webhook channel's name (api/routes/channels.py) and orders.channel.
 CHANNEL_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{1,39}$")
+# The channels staff post into (POST /orders, imports, the console's order entry): no token
+# is bound to them, or it would lock the staff out of their own channel (intake.py).
+STAFF_CHANNELS = frozenset({"api", "import", "console"})
 
 
 @dataclass(frozen=True)
@@ -31,7 +34,11 @@ class Caller:
 
     @property
     def scope(self) -> str:
-        """Whose Idempotency-Keys these are: keys are per caller, never global."""
+        """Whose Idempotency-Keys these are: keys are per caller, never global. A channel
+        token's are its channel's (a rotated token keeps the keys of requests in flight);
+        a person's are that user's. Distinct from a signed webhook's `channel:NAME`."""
+        if self.role == "channel" and self.channel is not None:
+            return f"token-channel:{self.channel}"
         return f"user:{self.id}"
 
 
@@ -51,6 +58,11 @@ def check_binding(role: str, channel: str | None) -> None:
         raise ValueError(
             f"channel {channel!r} is not a channel name: 2 to 40 of a-z, 0-9, '-' and '_', "
             "starting with a letter or digit"
+        )
+    if channel in STAFF_CHANNELS:
+        raise ValueError(
+            f"channel {channel} is where staff post orders ({', '.join(sorted(STAFF_CHANNELS))}); "
+            "bind the token to the integration's own channel"
         )
 
 
@@ -113,12 +125,15 @@ class _Entry:
 class TokenCache:
     """A short-lived cache of token -> caller: intake must not hit the users table on every
     request. A revocation made through this process's API drops the user's entries at once
-    (`forget`); other processes see it when their entry expires, within `ttl` seconds."""
+    (`forget`); other processes see it when their entry expires, within `ttl` seconds.
+    A lookup that began before a revocation is answered but not cached: it may have read
+    the row just before the revocation committed."""
 
     def __init__(self, ttl: float = 30.0, size: int = 10_000):
         self.ttl = ttl
         self.size = size
         self._items: dict[str, _Entry] = {}
+        self._revocations = 0  # bumped by every forget()
 
     async def lookup(self, session: AsyncSession, token: str) -> Caller | None:
         digest = hash_token(token)
@@ -126,6 +141,7 @@ class TokenCache:
         hit = self._items.get(digest)
         if hit is not None and hit.expires > now:
             return hit.caller
+        generation = self._revocations
         row = (
             await session.execute(
                 select(User.id, User.name, User.role, User.channel).where(
@@ -134,6 +150,8 @@ class TokenCache:
             )
         ).first()
         caller = Caller(id=row[0], name=row[1], role=row[2], channel=row[3]) if row else None
+        if generation != self._revocations:
+            return caller  # a revocation happened meanwhile: the row read may be stale
         if len(self._items) >= self.size:
             self._items.clear()
         self._items[digest] = _Entry(now + self.ttl, caller)
@@ -141,6 +159,7 @@ class TokenCache:
 
     def forget(self, user_id: int) -> None:
         """Drop a (revoked) user's entries: its next request reads the users table."""
+        self._revocations += 1
         for digest, entry in list(self._items.items()):
             if entry.caller is not None and entry.caller.id == user_id:
                 del self._items[digest]

@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
 
 from psycopg.errors import UniqueViolation
-from sqlalchemy import func, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import exists, func, select
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio.client import Client
 from temporalio.common import (
@@ -35,6 +36,7 @@ from orderflow.db.models import (
     OrderEvent,
     OrderLine,
     RejectedAttempt,
+    User,
 )
 from orderflow.db.quotes import line_rows, quote
 from orderflow.db.session import SessionFactory
@@ -43,13 +45,17 @@ from orderflow.domain.search_attributes import CHANNEL, CUSTOMER, STATUS, TOTAL
 from orderflow.domain.status import OrderStatus
 from orderflow.temporal_client import workflow_id
 
+log = logging.getLogger("orderflow.api")
+
 
 class OrderStartError(RuntimeError):
-    """The order is stored but its workflow could not be started (Temporal unreachable)."""
+    """The order is stored but its workflow could not be started (Temporal unreachable).
+    The message is for the caller: the cause (Temporal's own text) goes to the log only."""
 
     def __init__(self, order_id: str, cause: Exception):
-        super().__init__(f"order {order_id} is stored but its pipeline could not start: {cause}")
+        super().__init__(f"order {order_id} is stored but its pipeline could not start")
         self.order_id = order_id
+        log.warning("order %s stored; its workflow did not start: %r", order_id, cause)
 
 
 def request_hash(body: OrderIn) -> str:
@@ -252,7 +258,12 @@ async def create_order(
                 session, scope, idempotency_key, digest, body.channel, body.external_ref
             )
             if previous is not None:
-                await _ensure_started(session, client, settings, previous["id"])
+                try:  # a replay of an order stored during an outage starts it
+                    await _ensure_started(session, client, settings, previous["id"])
+                except SQLAlchemyError:
+                    raise  # PostgreSQL's outage, answered as such
+                except Exception as err:  # Temporal down: the same answer as the first time
+                    raise OrderStartError(previous["id"], err) from err
                 return previous, False
             try:
                 answer, inp = await _persist(
@@ -309,16 +320,24 @@ async def check_channel(session: AsyncSession, user: Caller, body: OrderIn) -> O
 
 
 async def check_webhook_channel(session: AsyncSession, user: Caller, channel: str) -> None:
-    """A webhook channel's orders (and so its external refs) come only through its signed
-    webhook, its own channel tokens or admin: 403 naming `channel` for anyone else (an import
-    or a sales user posting as that channel)."""
-    if user.role not in ("admin", "channel") and await session.get(Channel, channel) is not None:
+    """An integration's channel (a webhook channel, or one an active channel token is bound
+    to) takes orders, and so external refs, only from its signed webhook, its own channel
+    tokens or admin: 403 naming `channel` for anyone else (an import or a sales user posting
+    as that channel, who could otherwise take its external refs first)."""
+    if user.role in ("admin", "channel"):
+        return
+    webhook = await session.get(Channel, channel) is not None
+    bound = webhook or bool(
+        await session.scalar(select(exists().where(User.channel == channel, User.active)))
+    )
+    if bound:
+        kind = "a webhook channel" if webhook else "an integration's channel"
         raise ProblemsError(
             [
                 Problem(
                     loc=["body", "channel"],
                     code="channel_not_allowed",
-                    message=f"{channel} is a webhook channel: its orders come through its "
+                    message=f"{channel} is {kind}: its orders come through its "
                     "signed webhook or its own channel tokens",
                 )
             ],

@@ -88,6 +88,7 @@ def create_app(
         dependencies=[Depends(authorize)],
     )
     errors.install(app)
+    app.add_middleware(imports.UploadLimit)  # before the form is parsed
     for module in (
         health,
         customers,

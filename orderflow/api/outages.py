@@ -47,9 +47,9 @@ def unavailable(part: str, reason: str) -> JSONResponse:
 
 def temporal_outage(err: BaseException) -> bool:
     """An error from the Temporal client that means the server cannot be reached."""
-    if isinstance(err, RPCError):
+    if isinstance(err, RPCError):  # temporal_client.TemporalUnreachable included
         return err.status in TEMPORAL_OUTAGE
-    # A lazy client that could not connect yet raises a plain RuntimeError.
+    # The SDK's own lazy client that could not connect yet raises a plain RuntimeError.
     return isinstance(err, RuntimeError) and "client connect" in str(err).lower()
 
 
@@ -75,6 +75,9 @@ def install(app: FastAPI) -> None:
         return unavailable("Temporal", "the workflow service is not answering")
 
     app.add_exception_handler(RPCError, temporal_down)
+    # A client connected without temporal_client.connect: its failed connect is a bare
+    # RuntimeError; any other RuntimeError is re-raised (a 500, as before).
+    app.add_exception_handler(RuntimeError, temporal_down)
     app.add_middleware(RetryAfterOn503)
 
 

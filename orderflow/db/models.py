@@ -330,8 +330,8 @@ class User(Base):
 
 class IdempotencyKey(Base):
     """A caller's Idempotency-Key and the answer it got: keys are per caller (`scope` is
-    `user:<id>` or, for a signed webhook, `channel:<name>`), so another caller's key is
-    simply another key."""
+    `user:<id>`, `token-channel:<name>` for every token of a channel, or, for a signed
+    webhook, `channel:<name>`), so another caller's key is simply another key."""
 
     __tablename__ = "idempotency_keys"
     __table_args__ = (PrimaryKeyConstraint("scope", "key", name="pk_idempotency_keys"),)
@@ -480,6 +480,11 @@ class Import(Base):
     filename: Mapped[str] = mapped_column(String(300))
     channel: Mapped[str] = mapped_column(String(40))
     created_by: Mapped[str] = mapped_column(String(100))
+    # Who uploaded it (names are not unique); None for imports from before migration 0008
+    # whose name matched no single user: those are still matched by `created_by`.
+    created_by_id: Mapped[int | None] = mapped_column(
+        BigInteger, ForeignKey("users.id", name="fk_imports_created_by_id_users")
+    )
     status: Mapped[str] = mapped_column(String(20), default="running")
     total_rows: Mapped[int] = mapped_column(Integer)
     total_orders: Mapped[int] = mapped_column(Integer)

@@ -33,7 +33,7 @@ from orderflow.activities.warehouse import WarehouseActivities
 from orderflow.config import Settings
 from orderflow.db.session import SessionFactory, make_engine, make_session_factory
 from orderflow.recovery import Recovery
-from orderflow.temporal_client import connect
+from orderflow.temporal_client import connect, metrics_runtime
 from orderflow.workers.interceptors import FailureAlerts
 from orderflow.workflows.alert import AlertWorkflow
 from orderflow.workflows.imports import ImportWorkflow
@@ -146,36 +146,47 @@ async def run(settings: Settings) -> None:
     if settings.worker_metrics_port:
         start_http_server(settings.worker_metrics_port, addr=settings.host)
     engine = make_engine(settings.resolved_database_url)
-    sessions = make_session_factory(engine)
     try:
-        async with order_worker(client, sessions, settings):
-            log.info("worker polling task queue %s", settings.task_queue)
-            recovery = asyncio.create_task(Recovery(sessions, client, settings).run())
+        await serve(client, make_session_factory(engine), settings, stop)
+    finally:
+        await engine.dispose()
+    log.info("worker stopped")
+
+
+async def serve(
+    client: Client, sessions: SessionFactory, settings: Settings, stop: asyncio.Event
+) -> None:
+    """The worker and its recovery loop (stranded orders and imports are started every
+    `recovery_interval_seconds`) until `stop` is set."""
+    async with order_worker(client, sessions, settings):
+        log.info("worker polling task queue %s", settings.task_queue)
+        recovery = asyncio.create_task(Recovery(sessions, client, settings).run())
+        try:
             await stop.wait()
             log.info(
                 "worker stopping: activities in flight get up to %.0f s to finish",
                 settings.worker_graceful_shutdown_seconds,
             )
+        finally:
             recovery.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await recovery
-    finally:
-        await engine.dispose()
-    log.info("worker stopped")
 
 
 async def _connect_patiently(
     settings: Settings, metrics_bind: str | None, stop: asyncio.Event
 ) -> Client | None:
     """Connect to Temporal, waiting (with backoff) while it is down rather than exiting:
-    a worker started during a Temporal outage simply begins once the server answers."""
+    a worker started during a Temporal outage simply begins once the server answers. The
+    SDK metrics runtime binds its port: it is made once, not on every attempt."""
+    runtime = metrics_runtime(metrics_bind) if metrics_bind is not None else None
     delay = 0.5
     while not stop.is_set():
         try:
             return await connect(
                 settings.resolved_temporal_address,
                 settings.temporal_namespace,
-                metrics_bind=metrics_bind,
+                runtime=runtime,
             )
         except Exception as err:
             log.warning("Temporal not reachable (%s); retrying in %.0f s", err, delay)

@@ -1226,7 +1226,7 @@ class OrderWorkflow:
             why.append(f"- next: {self.timer[0]} at {utc(self.timer[1])}")
             if self.awaiting_role is not None:
                 why += [f"- then: {later}" for later in self.sla_later]
-        if self.amendments:
+        if self.amendments and self.total is not None:
             why.append(f"- amended {self.amendments}x; total now {self.total:,.2f}")
         return "\n".join([head, *why])
 

@@ -51,7 +51,7 @@ async def test_a_larger_amendment_needs_the_approval_again_a_smaller_one_does_no
     r = await stack.http.patch(
         f"/orders/{order_id}",
         json={"lines": [{"sku": sku, "quantity": 25}]},
-        headers=stack.auth("channel"),
+        headers=stack.auth("sales"),
     )
     assert r.status_code == 200, r.text
     order = r.json()

@@ -131,9 +131,9 @@ async def test_cancel_after_reservation_releases_stock_exactly_once(stack: Stack
     await stack.wait_status(order_id, "completed")
     await stack.wait_status(short, "backordered")
     await stack.put(f"/inventory/{sku}", {"on_hand": 3})  # still short: stays backordered
-    r = await stack.post(f"/orders/{short}/cancel", {"reason": "too slow"}, role="channel")
+    r = await stack.post(f"/orders/{short}/cancel", {"reason": "too slow"}, role="sales")
     assert r.status_code == 200 and r.json()["status"] == "cancelled"
-    r = await stack.post(f"/orders/{short}/cancel", {"reason": "twice"}, role="channel")
+    r = await stack.post(f"/orders/{short}/cancel", {"reason": "twice"}, role="sales")
     assert r.status_code == 409
     async with stack.sessions() as s:
         stock = await s.get(Stock, sku)

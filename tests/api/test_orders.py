@@ -77,7 +77,7 @@ async def test_happy_path_reaches_completed_with_stock_receivable_and_timeline(s
 
     # A carrier repeating its webhook after the order ended: a 200, kept on the timeline.
     tracking = order["shipments"][0]["tracking_number"]
-    r = await stack.post(f"/shipments/{tracking}/events", {"status": "delivered"}, role="channel")
+    r = await stack.post(f"/shipments/{tracking}/events", {"status": "delivered"}, role="ops")
     assert r.status_code == 200, r.text
     assert r.json()["status"] == "recorded" and r.json()["order_status"] == "completed"
     order = (await stack.get(f"/orders/{created['id']}")).json()
@@ -113,6 +113,7 @@ async def test_validation_collects_every_problem_with_loc_and_code(stack: Stack)
         (("lines", 1, "quantity"), "pack_size_multiple"),
         (("lines", 2, "sku"), "duplicate_sku"),
         (("lines", 3, "sku"), "unknown_sku"),
+        (("lines", 3, "quantity"), "quantity_not_positive"),  # the same line, reported at once
     }
     assert all(p["message"] for p in r.json()["detail"])
     assert await stack.count(Order) == before, "a refused order writes no order"

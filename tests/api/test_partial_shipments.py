@@ -176,9 +176,7 @@ async def test_ops_wait_out_a_carrier_exception_and_the_delivery_ends_it(api_sta
             f"/orders/{order_id}/carrier-exception", {"action": "wait"}, role="ops"
         )
         assert early.status_code == 409  # nothing reported yet
-        r = await stack.post(
-            f"/shipments/{tracking}/events", {"status": "exception"}, role="channel"
-        )
+        r = await stack.post(f"/shipments/{tracking}/events", {"status": "exception"}, role="ops")
         assert r.status_code == 200
 
         async def reported() -> bool:
@@ -192,7 +190,7 @@ async def test_ops_wait_out_a_carrier_exception_and_the_delivery_ends_it(api_sta
         )
         assert r.status_code == 200, r.text
         assert r.json()["exception_on"] is None
-        await stack.post(f"/shipments/{tracking}/events", {"status": "delivered"}, role="channel")
+        await stack.post(f"/shipments/{tracking}/events", {"status": "delivered"}, role="ops")
         order = await stack.wait_status(order_id, "completed")
         notes = [e["detail"] for e in order["timeline"] if e["kind"] == "note"]
         assert any("keeps waiting for " + tracking + ": carrier is looking" in n for n in notes)

@@ -16,7 +16,7 @@ from orderflow.api import access
 from orderflow.api.auth import create_user
 from orderflow.api.main import create_app
 from orderflow.domain.payloads import ROLES
-from tests.utils import Stack
+from tests.utils import TOKEN_CHANNEL, Stack
 
 DOCS = Path(__file__).parent.parent.parent / "docs" / "roles.md"
 # Stands in for every path parameter: names nothing that exists, fits every column.
@@ -72,7 +72,7 @@ async def test_every_route_answers_every_role_as_the_table_says(api_stack: Stack
         async with stack.sessions() as s:
             tokens = {
                 role: await create_user(
-                    s, f"matrix-{role}", role, channel="api" if role == "channel" else None
+                    s, f"matrix-{role}", role, channel=TOKEN_CHANNEL if role == "channel" else None
                 )
                 for role in ROLES
             }

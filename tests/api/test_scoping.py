@@ -9,16 +9,16 @@ import uuid
 from decimal import Decimal
 
 import pytest
-from sqlalchemy import update
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
-from orderflow.api.auth import create_user
+from orderflow.api.auth import TokenCache, create_user, hash_token, revoke_user
 from orderflow.api.errors import ProblemsError
 from orderflow.api.intake import _integrity_problem, create_order
 from orderflow.db.models import IdempotencyKey, Order, User
 from orderflow.domain.channels import sign
 from orderflow.domain.payloads import OrderIn, OrderLineIn
-from tests.utils import Stack
+from tests.utils import TOKEN_CHANNEL, Stack
 
 
 async def _token(stack: Stack, role: str, channel: str | None = None) -> dict[str, str]:
@@ -117,7 +117,7 @@ async def test_a_channel_token_sees_and_touches_only_its_channels_orders(stack: 
     sku = await stack.product()
     phone = await stack.order(customer, [(sku, 1)], channel="phone")  # a sales order
     assert phone.status_code == 201, phone.text
-    ours = await stack.order(customer, [(sku, 1)], role="channel")  # the token's "api"
+    ours = await stack.order(customer, [(sku, 1)], role="channel")  # the token's channel
     assert ours.status_code == 201, ours.text
     other_id, our_id = phone.json()["id"], ours.json()["id"]
     done = await stack.wait_status(other_id, "completed")
@@ -128,7 +128,7 @@ async def test_a_channel_token_sees_and_touches_only_its_channels_orders(stack: 
     listed = (await stack.get("/orders", role="channel", params={"limit": 500})).json()
     ids = {o["id"] for o in listed["items"]}
     assert our_id in ids and other_id not in ids
-    assert {o["channel"] for o in listed["items"]} == {"api"}
+    assert {o["channel"] for o in listed["items"]} == {TOKEN_CHANNEL}
     by_filter = await stack.get("/orders", role="channel", params={"channel": "phone"})
     assert by_filter.json()["items"] == []
     patch = await stack.http.patch(
@@ -169,6 +169,11 @@ async def test_users_api_binds_channel_tokens(api_stack: Stack):
     assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["body", "channel"]
     r = await stack.post("/users", {"name": "sam", "role": "sales", "channel": "api"})
     assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["body", "channel"]
+    for staff in ("api", "import", "console"):  # staff post there: no token takes it over
+        r = await stack.post("/users", {"name": "bot", "role": "channel", "channel": staff})
+        assert r.status_code == 422, r.text
+        assert r.json()["detail"][0]["loc"] == ["body", "channel"]
+        assert "where staff post orders" in r.json()["detail"][0]["message"]
     r = await stack.post("/users", {"name": "shop-bot", "role": "channel", "channel": "web"})
     assert r.status_code == 201, r.text
     created = r.json()
@@ -285,3 +290,147 @@ async def test_an_import_cannot_post_as_a_webhook_channel(api_stack: Stack):
     # The same sheet under the sales channel of its own is fine.
     r = await upload(stack, content, channel=f"imp-{uuid.uuid4().hex[:6]}")
     assert r.status_code in (201, 202), r.text  # taken (202: still being worked through)
+
+
+async def test_a_token_bound_channel_without_a_webhook_takes_no_orders_from_staff(
+    api_stack: Stack,
+):
+    """A channel token bound to `edi-…` (no Channel row): a sales user can take none of
+    its external refs, neither through POST /orders nor an import; admin still may."""
+    from tests.api.test_imports import row, upload, xlsx
+
+    stack = api_stack
+    customer = await stack.customer()
+    sku = await stack.product()
+    channel = f"edi-{uuid.uuid4().hex[:6]}"
+    bound = await _token(stack, "channel", channel)
+    r = await stack.post(
+        "/orders", _body(customer, sku, channel=channel, external_ref="E-1"), role="sales"
+    )
+    assert r.status_code == 403, r.text
+    assert r.json()["detail"][0]["loc"] == ["body", "channel"]
+    assert "integration's channel" in r.json()["detail"][0]["message"]
+    r = await upload(stack, xlsx([row("E-2", customer, sku, 1)]), channel=channel)
+    assert r.status_code == 403 and r.json()["detail"][0]["loc"] == ["body", "channel"]
+    assert await stack.count(Order, Order.channel == channel) == 0
+
+    r = await stack.http.post(
+        "/orders", json=_body(customer, sku, external_ref="E-1"), headers=bound
+    )
+    assert r.status_code == 201 and r.json()["channel"] == channel, r.text
+    r = await stack.post(
+        "/orders", _body(customer, sku, channel=channel, external_ref="E-3"), role="admin"
+    )
+    assert r.status_code == 201, r.text
+
+
+async def test_a_rotated_channel_token_keeps_its_channels_keys(api_stack: Stack):
+    """Keys of a channel token are its channel's: a retry sent with the new token after a
+    rotation gets the order the old token's request made, not a second one."""
+    stack = api_stack
+    customer = await stack.customer()
+    sku = await stack.product()
+    channel = f"rot-{uuid.uuid4().hex[:6]}"
+    old = await _token(stack, "channel", channel)
+    key = f"k-{uuid.uuid4().hex[:8]}"
+    first = await stack.http.post(
+        "/orders", json=_body(customer, sku), headers={**old, "Idempotency-Key": key}
+    )
+    assert first.status_code == 201, first.text
+    async with stack.sessions() as s:
+        (row,) = (await s.execute(select(User.id).where(User.channel == channel))).all()
+        old_id = row[0]
+    assert (await stack.post(f"/users/{old_id}/revoke", {})).status_code == 200
+    new = await _token(stack, "channel", channel)
+    again = await stack.http.post(
+        "/orders", json=_body(customer, sku), headers={**new, "Idempotency-Key": key}
+    )
+    assert again.status_code == 201, again.text
+    assert again.json()["id"] == first.json()["id"]
+    assert await stack.count(Order, Order.channel == channel) == 1
+    async with stack.sessions() as s:
+        scopes = (
+            await s.scalars(select(IdempotencyKey.scope).where(IdempotencyKey.key == key))
+        ).all()
+    assert scopes == [f"token-channel:{channel}"]
+    # A staff user's keys stay that user's own.
+    sales = (await stack.order(customer, [(sku, 1)], key=key)).json()
+    assert sales["id"] != first.json()["id"]
+
+
+class _RevokedWhileReading:
+    """A real session whose read of the users table is followed, before the lookup goes
+    on, by `then()`: the revocation committing right after the row was read."""
+
+    def __init__(self, session, then):  # type: ignore[no-untyped-def]
+        self.session, self.then = session, then
+
+    async def execute(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        result = await self.session.execute(*args, **kwargs)
+        await self.then()
+        return result
+
+
+async def test_a_lookup_that_read_the_row_before_a_revoke_is_not_cached(api_stack: Stack):
+    stack = api_stack
+    async with stack.sessions() as s:
+        token = await create_user(s, f"rev-{uuid.uuid4().hex[:6]}", "sales")
+        await s.commit()
+        user_id = await s.scalar(select(User.id).where(User.token_hash == hash_token(token)))
+    cache = TokenCache()
+
+    async def revoke() -> None:
+        async with stack.sessions() as s:
+            await revoke_user(s, user_id)
+            await s.commit()
+        cache.forget(user_id)
+
+    async with stack.sessions() as s:
+        caller = await cache.lookup(_RevokedWhileReading(s, revoke), token)  # type: ignore[arg-type]
+    assert caller is not None and caller.id == user_id  # it read the row before the revoke
+    async with stack.sessions() as s:
+        assert await cache.lookup(s, token) is None  # not served from the cache for 30 s
+
+
+async def test_a_webhook_order_with_a_long_external_id_is_deduplicated(api_stack: Stack):
+    stack = api_stack
+    customer = await stack.customer()
+    sku = await stack.product()
+    channel, secret = await _webhook_channel(stack)
+    external_id = "L" * 195  # `channel:NAME:` + this is past the key column's 200
+    payload = {"external_id": external_id, **_body(customer, sku, 1)}
+    first = await _deliver(stack, channel, secret, payload)
+    assert first.status_code == 201, first.text
+    again = await _deliver(stack, channel, secret, payload)
+    assert again.status_code == 201 and again.json() == first.json(), again.text
+    assert await stack.count(Order, Order.channel == channel) == 1
+    # A short id keeps the key it always had.
+    short = await _deliver(stack, channel, secret, {**payload, "external_id": "S-1"})
+    assert short.status_code == 201, short.text
+    assert await stack.count(IdempotencyKey, IdempotencyKey.key == f"channel:{channel}:S-1") == 1
+
+
+async def test_imports_are_visible_to_their_uploader_not_to_a_namesake(stack: Stack):
+    from tests.api.test_imports import row, xlsx
+
+    customer = await stack.customer()
+    sku = await stack.product()
+    name = f"sam-{uuid.uuid4().hex[:6]}"
+    async with stack.sessions() as s:
+        mine = await create_user(s, name, "sales")
+        namesake = await create_user(s, name, "sales")
+        await s.commit()
+    r = await stack.http.post(
+        "/imports",
+        files={"file": ("mine.xlsx", xlsx([row("N-1", customer, sku, 1)]))},
+        data={"channel": f"imp-{uuid.uuid4().hex[:6]}"},
+        headers={"Authorization": f"Bearer {mine}"},
+    )
+    assert r.status_code in (201, 202), r.text
+    import_id = r.json()["id"]
+    for path in (f"/imports/{import_id}", f"/imports/{import_id}/result.xlsx"):
+        ok = await stack.http.get(path, headers={"Authorization": f"Bearer {mine}"})
+        assert ok.status_code == 200, (path, ok.text)
+        other = await stack.http.get(path, headers={"Authorization": f"Bearer {namesake}"})
+        assert other.status_code == 404, (path, other.text)
+        assert (await stack.get(path, role="admin")).status_code == 200

@@ -27,6 +27,7 @@ from orderflow.embedded import EmbeddedPostgres, free_port, venv_binary
 from tests.conftest import running_api
 from tests.conftest import test_settings as settings_for
 from tests.domain.test_sheets import hostile_sheet, rewrite_sheet, xlsx
+from tests.utils import Stack
 
 MAX_UNZIPPED = 8 * 2**20
 
@@ -174,3 +175,41 @@ async def test_a_sheet_past_the_row_cap_is_refused_with_413(
         )
     assert r.status_code == 413, r.text
     assert "more than 1,000 rows; the limit is 1,000 rows per file" in r.json()["detail"]
+
+
+async def test_an_upload_over_the_limit_is_refused_before_it_is_read(api_stack: Stack):
+    """By its Content-Length before a byte of the form is parsed; without one (chunked),
+    as soon as the body passes the limit: never spooled whole."""
+    stack = api_stack
+    limit = stack.settings.import_max_bytes
+    head = (
+        b'--B\r\nContent-Disposition: form-data; name="file"; filename="big.xlsx"\r\n'
+        b"Content-Type: application/octet-stream\r\n\r\n"
+    )
+    sent = 0
+
+    async def body(total: int) -> AsyncIterator[bytes]:
+        nonlocal sent
+        yield head
+        chunk = b"x" * 2**20
+        while sent < total:
+            sent += len(chunk)
+            yield chunk
+        yield b"\r\n--B--\r\n"
+
+    headers = {**stack.auth("sales"), "Content-Type": "multipart/form-data; boundary=B"}
+    declared = 200 * 2**20
+    r = await stack.http.post(
+        "/imports",
+        content=body(declared),
+        headers={**headers, "Content-Length": str(declared + len(head) + 9)},
+    )
+    assert r.status_code == 413, r.text
+    assert "the upload is 200.0 MB; the limit is 20 MB per file" in r.json()["detail"]
+    assert sent <= 2**20, f"{sent / 2**20:.0f} MB of the body was read"
+
+    sent = 0  # chunked, no Content-Length: cut off just past the limit
+    r = await stack.http.post("/imports", content=body(declared), headers=headers)
+    assert r.status_code == 413, r.text
+    assert "over the limit of 20 MB per file" in r.json()["detail"]
+    assert sent <= limit + 2 * 2**20, f"{sent / 2**20:.0f} MB of the body was read"

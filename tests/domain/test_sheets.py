@@ -137,3 +137,108 @@ def test_an_external_ref_longer_than_its_column_is_a_row_problem():
     (group,) = group_orders(sheet, "import")
     assert len(group.external_ref) <= 200 and group.doc is None
     assert "external_ref" in group.errors[2] and "at most 200" in group.errors[2]
+
+
+def with_shared_strings(content: bytes, strings: int) -> bytes:
+    """The workbook with a shared-strings part of `strings` one-letter strings (openpyxl
+    loads that part whole, whatever the sheet uses of it)."""
+    src = zipfile.ZipFile(io.BytesIO(content))
+    out = io.BytesIO()
+    ns = b"http://schemas.openxmlformats.org/"
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as z:
+        for info in src.infolist():
+            data = src.read(info)
+            if info.filename == "[Content_Types].xml":
+                data = data.replace(
+                    b"</Types>",
+                    b'<Override PartName="/xl/sharedStrings.xml" ContentType="application/'
+                    b'vnd.openxmlformats-officedocument.spreadsheetml.sharedStrings+xml"/></Types>',
+                )
+            if info.filename == "xl/_rels/workbook.xml.rels":
+                data = data.replace(
+                    b"</Relationships>",
+                    b'<Relationship Id="rIdSS" Type="' + ns + b"officeDocument/2006/"
+                    b'relationships/sharedStrings" Target="sharedStrings.xml"/></Relationships>',
+                )
+            z.writestr(info.filename, data)
+        z.writestr(
+            "xl/sharedStrings.xml",
+            b'<?xml version="1.0" encoding="UTF-8"?><sst xmlns="' + ns + b"spreadsheetml/2006/"
+            b'main">' + b"<si><t>a</t></si>" * strings + b"</sst>",
+        )
+    return out.getvalue()
+
+
+def test_shared_strings_past_their_cap_are_refused_unread_with_the_default_limits():
+    # 16 MiB of <si><t>a</t></si>: under the total, about 13 s of CPU for openpyxl to load.
+    bomb = with_shared_strings(xlsx([["S-1", "C-1", "SKU-1", 1]]), 16 * 2**20 // 17)
+    assert len(bomb) < 100 * 1024
+    with pytest.raises(
+        SheetError, match=r"shared strings .* unpacks to 16.0 MB; the limit is 4 MB"
+    ):
+        read_sheet("strings.xlsx", bomb)
+    # A worksheet part has its own cap, below the total.
+    big = rewrite_sheet(xlsx([["B-1", "C-1", "SKU-1", 1]]), lambda xml: xml + b" " * 21 * 2**20)
+    with pytest.raises(SheetError, match="its worksheet unpacks to 21.0 MB; the limit is 20 MB"):
+        read_sheet("big.xlsx", big)
+    # Any other part read whole is capped like the shared strings, whatever its name.
+    styles = rewrite_sheet(xlsx([["B-1", "C-1", "SKU-1", 1]]), lambda xml: xml)
+    src = zipfile.ZipFile(io.BytesIO(styles))
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as z:
+        for info in src.infolist():
+            data = src.read(info)
+            z.writestr(
+                info.filename, data + b" " * 5 * 2**20 if "styles" in info.filename else data
+            )
+    with pytest.raises(SheetError, match="its part xl/styles.xml unpacks to") as err:
+        read_sheet("styles.xlsx", out.getvalue())
+    assert err.value.status == 413
+
+
+def _inline_row(n: int) -> bytes:
+    order = n // 3
+    cells = [
+        f"PO-{100000 + order}",
+        f"C-CUST-{order % 500:04d}",
+        f"SKU-{n % 2000:05d}",
+        None,
+        f"{n % 1000 / 10 + 1:.2f}",
+        f"{order % 900 + 1} Long Street Name Number {order}",
+        f"City {order % 200}",
+        f"{200000 + order % 999}",
+        "CN",
+        None,
+        f"Please deliver to the back door, order {order}, call before",
+    ]
+    xml = [f'<row r="{n}">']
+    for c, value in enumerate(cells):
+        ref = f"{'ABCDEFGHIJK'[c]}{n}"
+        if value is None:
+            xml.append(
+                f'<c r="{ref}" t="n"><v>{47484 + order % 300 if c == 9 else n % 50 + 1}</v></c>'
+            )
+        else:
+            xml.append(f'<c r="{ref}" t="inlineStr"><is><t>{value}</t></is></c>')
+    xml.append("</row>")
+    return "".join(xml).encode()
+
+
+def test_a_real_20000_row_sheet_fits_the_default_limits():
+    """The row cap's worth of the template's 11 columns, as openpyxl writes it (inline
+    strings; Excel's shared strings make it smaller): about 12.6 MiB unpacked."""
+    rows = b"".join(_inline_row(n) for n in range(2, 20_002))
+
+    def fill(xml: bytes) -> bytes:
+        return re.sub(
+            rb"<sheetData>.*</sheetData>",
+            lambda m: m.group(0)[:-12] + rows + b"</sheetData>",
+            xml,
+            flags=re.S,
+        )
+
+    content = rewrite_sheet(xlsx([]), fill)
+    unpacked = sum(i.file_size for i in zipfile.ZipFile(io.BytesIO(content)).infolist())
+    assert 12 * 2**20 < unpacked < SheetLimits().max_unzipped_bytes
+    sheet = read_sheet("real.xlsx", content)
+    assert len(sheet.rows) == 20_000 and len(sheet.header) == len(COLUMNS)

@@ -34,7 +34,7 @@ async def test_undelivered_shipment_raises_a_late_delivery_alert_once(
     await time_env.sleep(timedelta(days=4))
     assert await stack.count(Alert, Alert.order_id == order_id) == 1
     tracking = (await stack.get(f"/orders/{order_id}")).json()["shipments"][0]["tracking_number"]
-    r = await stack.post(f"/shipments/{tracking}/events", {"status": "delivered"}, role="channel")
+    r = await stack.post(f"/shipments/{tracking}/events", {"status": "delivered"}, role="ops")
     assert r.status_code == 200
     await stack.wait_status(order_id, "completed")
 

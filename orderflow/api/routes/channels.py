@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import secrets
 import time
@@ -78,6 +79,19 @@ async def list_channels(state: StateDep) -> list[ChannelOut]:
     ]
 
 
+KEY_MAX = 200  # idempotency_keys.key
+
+
+def webhook_key(channel: str, external_id: str) -> str:
+    """The dedup key of a webhook order: `channel:NAME:EXTERNAL_ID`, or with the external
+    id's SHA-256 in its place when that would not fit the column (short keys stay as they
+    always were, so keys stored before still match)."""
+    key = f"channel:{channel}:{external_id}"
+    if len(key) <= KEY_MAX:
+        return key
+    return f"channel:{channel}:sha256:{hashlib.sha256(external_id.encode()).hexdigest()}"
+
+
 def _refuse_declared_size(request: Request, limit: int) -> None:
     """413 for a body whose Content-Length is over `limit`, before a byte of it is read."""
     declared = request.headers.get("content-length")
@@ -140,7 +154,7 @@ async def channel_order(
             order,
             # The channel's own order id is the idempotency key: every delivery of one
             # order gets the answer the first one got.
-            idempotency_key=f"channel:{ch.name}:{external_id}",
+            idempotency_key=webhook_key(ch.name, external_id),
             actor=f"channel:{ch.name}",
             # The channel's own scope: no token holder can squat its dedup keys.
             scope=f"channel:{ch.name}",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import logging
 from datetime import datetime
 from typing import Annotated, Any
 from urllib.parse import quote
@@ -14,12 +15,15 @@ from openpyxl import Workbook
 from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
+from starlette.datastructures import Headers
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from temporalio.common import WorkflowIDReusePolicy
 
 from orderflow.activities.imports import reject_group
 from orderflow.api.deps import Caller, SessionDep, StateDep, require
 from orderflow.api.errors import responses
 from orderflow.api.intake import check_webhook_channel
+from orderflow.api.outages import RETRY_AFTER_S, temporal_outage
 from orderflow.config import Settings
 from orderflow.db.models import Import, ImportRow
 from orderflow.domain.payloads import ImportInput, Model
@@ -44,6 +48,67 @@ WAIT_FOR_SMALL_IMPORTS_S = 10.0
 # the limits, and this bounds how many of them share the memory.
 PARALLEL_PARSES = 1
 FILENAME_MAX = 300  # imports.filename
+# Multipart framing around the file: boundaries, part headers, the `channel` field.
+FORM_OVERHEAD = 64 * 1024
+log = logging.getLogger("orderflow.api")
+
+
+class UploadTooLarge(HTTPException):
+    def __init__(self, detail: str):
+        super().__init__(413, detail)
+
+
+class UploadLimit:
+    """413 for an upload larger than `import_max_bytes` (plus the form's framing) before its
+    form is parsed: by Content-Length, before a byte is read; without one (chunked) or when
+    it lies, as soon as the body passes the limit. Starlette would otherwise spool the whole
+    body to disk before the route could look at it."""
+
+    def __init__(self, app: ASGIApp):
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if not (
+            scope["type"] == "http"
+            and scope["method"] == "POST"
+            and scope["path"].rstrip("/") == router.prefix
+        ):
+            await self.app(scope, receive, send)
+            return
+        max_bytes = scope["app"].state.orderflow.settings.import_max_bytes
+        limit = max_bytes + FORM_OVERHEAD
+        too_large = f"the upload is over the limit of {_size(max_bytes)} per file (split it)"
+        declared = Headers(scope=scope).get("content-length")
+        if declared is not None and (not declared.isascii() or not declared.isdigit()):
+            response = JSONResponse({"detail": "Content-Length must be a number of bytes"}, 400)
+            await response(scope, receive, send)
+            return
+        if declared is not None and int(declared) > limit:
+            response = JSONResponse(
+                {
+                    "detail": f"the upload is {_size(int(declared))}; the limit is "
+                    f"{_size(max_bytes)} per file (split it)"
+                },
+                413,
+            )
+            await response(scope, receive, send)
+            return
+        received = 0
+
+        async def capped() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    raise UploadTooLarge(too_large)  # FastAPI answers it while parsing
+            return message
+
+        await self.app(scope, capped, send)
+
+
+def _size(n: int) -> str:
+    return f"{n / 2**20:.1f} MB" if n % 2**20 else f"{n // 2**20} MB"
 
 
 class ImportSummary(Model):
@@ -180,22 +245,24 @@ async def upload(
     async with state.sessions() as s:
         await check_webhook_channel(s, user, channel)
     limits = _limits(state.settings)
-    content = await file.read(limits.max_bytes + 1)
     try:
-        # Parsing is CPU work: in a thread, so every other request keeps being answered.
+        # One upload in memory per parser slot (the form spooled it to disk); parsing is
+        # CPU work: in a thread, so every other request keeps being answered.
         async with _parsers(request):
+            content = await file.read(limits.max_bytes + 1)
             sheet, groups = await asyncio.to_thread(
                 _read_and_group, filename, content, channel, limits
             )
+            del content  # read; the handler may yet wait seconds for a small import
     except SheetError as err:
         raise HTTPException(err.status, f"{filename}: {err}") from None
-    del content  # read; the handler may yet wait seconds for a small import to finish
     row_of = dict(zip(sheet.row_nos, sheet.rows, strict=True))
     async with state.sessions() as s:
         imp = Import(
             filename=filename,
             channel=channel,
             created_by=user.name,
+            created_by_id=user.id,
             status="running",
             total_rows=len(sheet.rows),
             total_orders=len(groups),
@@ -219,13 +286,26 @@ async def upload(
             s.add_all(rows)
         await s.commit()
         import_id = imp.id
-    handle = await state.client.start_workflow(
-        "ImportWorkflow",
-        ImportInput(import_id=import_id),
-        id=f"import-{import_id}",
-        task_queue=state.settings.task_queue,
-        id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-    )
+    try:
+        handle = await state.client.start_workflow(
+            "ImportWorkflow",
+            ImportInput(import_id=import_id),
+            id=f"import-{import_id}",
+            task_queue=state.settings.task_queue,
+            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+        )
+    except Exception as err:
+        if not temporal_outage(err):
+            raise
+        # Stored: the worker's recovery starts it once Temporal answers. Sending the file
+        # again would import it twice, so the answer says where to follow this one.
+        log.warning("import %s stored; its workflow did not start: %r", import_id, err)
+        raise HTTPException(
+            503,
+            f"import {import_id} is stored and starts by itself once the workflow service "
+            f"answers again: follow GET /imports/{import_id}; do not upload it again",
+            headers={"Retry-After": str(RETRY_AFTER_S)},
+        ) from None
     try:
         await asyncio.wait_for(handle.result(), WAIT_FOR_SMALL_IMPORTS_S)
         code = 201
@@ -240,9 +320,17 @@ async def _visible(session: AsyncSession, import_id: int, user: Caller) -> Impor
     """The import, if this caller may see it: its owner and admins; 404 for everyone else
     (the same answer as for no import, so ids of others' imports tell nothing)."""
     imp = await session.get(Import, import_id)
-    if imp is None or (user.role != "admin" and imp.created_by != user.name):
+    if imp is None or (user.role != "admin" and not _owns(imp, user)):
         raise HTTPException(404, f"no import {import_id}")
     return imp
+
+
+def _owns(imp: Import, user: Caller) -> bool:
+    """By user id (names are not unique); by name only for imports made before ids were
+    recorded whose name matched no single user (migration 0008)."""
+    if imp.created_by_id is not None:
+        return imp.created_by_id == user.id
+    return imp.created_by == user.name
 
 
 @router.get("/{import_id}")

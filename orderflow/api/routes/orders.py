@@ -11,6 +11,7 @@ from fastapi import APIRouter, Depends, Header, HTTPException, Query, Response
 from fastapi.responses import JSONResponse
 from pydantic import StringConstraints
 from sqlalchemy import select
+from sqlalchemy.exc import SQLAlchemyError
 from temporalio.client import (
     WorkflowQueryFailedError,
     WorkflowQueryRejectedError,
@@ -23,7 +24,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from orderflow.api.auth import Caller
 from orderflow.api.deps import CurrentUser, SessionDep, StateDep, channel_scope, require
 from orderflow.api.errors import ErrorBody, ProblemsError, responses
-from orderflow.api.intake import OrderStartError, check_channel, create_order
+from orderflow.api.intake import OrderStartError, _ensure_started, check_channel, create_order
 from orderflow.db.models import Approval, Invoice, Order, OrderEvent, OrderLine, Shipment
 from orderflow.domain.payloads import (
     AmendIn,
@@ -302,14 +303,43 @@ async def list_orders(
     )
 
 
+async def _start_if_stranded(state: StateDep, order_id: str) -> bool:
+    """An order stored while Temporal was down is `received` with no workflow yet (recovery
+    starts it within seconds). A change sent to it meanwhile must not hear "finished": start
+    it now (idempotent by workflow id, as recovery does) so the change can reach it. True
+    when it was such an order; 503 when Temporal still cannot start it."""
+    async with state.sessions() as s:
+        status = await s.scalar(select(Order.status).where(Order.id == order_id))
+        if status != OrderStatus.RECEIVED.value:
+            return False
+        try:
+            await _ensure_started(s, state.client, state.settings, order_id)
+        except (RPCError, SQLAlchemyError):
+            raise  # Temporal or PostgreSQL down: the outage handlers' 503
+        except Exception as err:
+            raise HTTPException(
+                503,
+                f"order {order_id} is stored but its pipeline has not started yet; "
+                "retry in a moment",
+                headers={"Retry-After": "5"},
+            ) from err
+    return True
+
+
 async def _update(state: StateDep, order_id: str, name: str, arg: Any, **kw: Any) -> Any:
     """Send an Update to the order's workflow. Between two of its steps the server can answer
-    'not ready' for a moment: retried a few times before the caller hears about it."""
+    'not ready' for a moment: retried a few times before the caller hears about it. An order
+    whose workflow never started (stored during an outage) is started first."""
     handle = state.client.get_workflow_handle(workflow_id(order_id))
+    stranded_checked = False
     for attempt in range(5):
         try:
             return await handle.execute_update(name, arg, **kw)
         except RPCError as err:
+            if err.status == RPCStatusCode.NOT_FOUND and not stranded_checked:
+                stranded_checked = True
+                if await _start_if_stranded(state, order_id):
+                    continue
             if err.status != RPCStatusCode.FAILED_PRECONDITION or attempt == 4:
                 raise
             await asyncio.sleep(0.2 * (attempt + 1))
@@ -351,6 +381,7 @@ async def _cancel_within(state: StateDep, order_id: str, req: CancelRequest) -> 
     order: a repeated cancel joins the one in flight instead of being refused."""
     handle = state.client.get_workflow_handle(workflow_id(order_id))
     deadline = time.monotonic() + state.settings.cancel_wait_seconds
+    stranded_checked = False
     for attempt in range(5):
         try:
             update = await _bounded(
@@ -367,6 +398,10 @@ async def _cancel_within(state: StateDep, order_id: str, req: CancelRequest) -> 
         except TimeoutError as err:
             raise CancelNotTaken() from err
         except RPCError as err:
+            if err.status == RPCStatusCode.NOT_FOUND and not stranded_checked:
+                stranded_checked = True  # stored during an outage: start it, then cancel it
+                if await _start_if_stranded(state, order_id):
+                    continue
             if err.status != RPCStatusCode.FAILED_PRECONDITION or attempt == 4:
                 raise
             await asyncio.sleep(0.2 * (attempt + 1))

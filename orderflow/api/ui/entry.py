@@ -321,6 +321,8 @@ def _schema_problems(err: ValidationError, filled: list[Row]) -> list[dict[str, 
             row = filled[loc[1]].index
         if loc == ["lines"] and e["type"] == "too_short":
             message = "add at least one line"
+        elif loc[-1:] == ["quantity"] and e.get("input") == "":
+            message = "quantity: give a quantity"
         elif loc and isinstance(loc[-1], str) and loc[-1] not in WHERE:
             message = f"{loc[-1].replace('_', ' ')}: {e['msg']}"
         else:

@@ -1,0 +1,44 @@
+"""A value PostgreSQL refuses fails an activity for good (InvalidData), without the driver's
+text; other database errors are left to the retry policy."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.exc import ProgrammingError
+from temporalio.exceptions import ApplicationError
+
+from orderflow.activities.base import DbActivities
+from orderflow.config import Settings
+from orderflow.db.session import SessionFactory
+
+
+@pytest.mark.parametrize(
+    ("sql", "params", "words"),
+    [
+        ("SELECT CAST(2147483647 AS integer) + 1", {}, "a number is out of range for its column"),
+        ("SELECT CAST(:v AS text)", {"v": "a\x00b"}, "cannot store (NUL)"),
+        ("INSERT INTO customers (code) VALUES (:v)", {"v": "x" * 41}, "longer than its column"),
+        ("SELECT CAST('2200-13-45' AS date)", {}, "date or time"),
+    ],
+)
+async def test_a_data_error_is_a_non_retryable_business_error(
+    sessions: SessionFactory, settings: Settings, sql: str, params: dict, words: str
+):
+    acts = DbActivities(sessions, settings)
+    with pytest.raises(ApplicationError) as info:
+        async with acts.tx() as s:
+            await s.execute(text(sql), params)
+    err = info.value
+    assert err.type == "InvalidData" and err.non_retryable
+    assert words in err.message
+    assert err.__cause__ is None and "psycopg" not in err.message
+
+
+async def test_other_database_errors_are_left_to_the_retry_policy(
+    sessions: SessionFactory, settings: Settings
+):
+    acts = DbActivities(sessions, settings)
+    with pytest.raises(ProgrammingError):
+        async with acts.tx() as s:
+            await s.execute(text("SELECT * FROM no_such_table"))
