@@ -593,7 +593,10 @@ async def bench_pipeline(
             tasks = [asyncio.create_task(offer(i, p)) for i, p in enumerate(plans.values())]
             for t in tasks:
                 t.add_done_callback(lambda _: bar.advance(posted))
-            deadline = time.monotonic() + 600 + orders * 0.5
+            # Offering alone takes orders / rate at a fixed rate (a soak: its whole length);
+            # then ten minutes for the last ones to end.
+            offering_s = orders / rate if rate else orders * 0.5
+            deadline = run.start + offering_s + 600
             while time.monotonic() < deadline:
                 bar.update(ended, completed=sum(p.done_at is not None for p in plans.values()))
                 if driver.done():
@@ -604,6 +607,11 @@ async def bench_pipeline(
                 ):
                     break
                 await asyncio.sleep(0.25)
+        # Past the deadline, orders not yet offered are not offered any more (they count
+        # as never accepted) and none is left posting after the report.
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
         finished.set()
         stop_rss.set()
         await asyncio.gather(driver, sampler, return_exceptions=True)

@@ -211,13 +211,14 @@ def _app_children(settings: Settings, env: dict[str, str], home: Path) -> list:
     # A worker is given its graceful shutdown to finish the activities in flight.
     grace = settings.worker_graceful_shutdown_seconds + 10
     workers = [
-        Child(name, spawner(name, worker_args), home / f"{name}.log", grace)
+        Child(name, spawner(name, worker_args), home / f"{name}.log", grace, group="app")
         for name in ["worker"] + [f"worker-{i}" for i in range(2, settings.workers + 1)]
     ]
     api = Child(
         "api",
         spawner("api", [py, "-m", "orderflow.cli", "api", "--port", str(settings.api_port)]),
         home / "api.log",
+        group="app",  # stopped with the workers, at the same time
     )
     return [*workers, api]
 

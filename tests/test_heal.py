@@ -12,7 +12,7 @@ import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from datetime import timedelta
 from pathlib import Path
 
@@ -29,6 +29,7 @@ from orderflow.embedded import EmbeddedPostgres, free_port
 from orderflow.ops import find_stuck
 from orderflow.recovery import Recovery
 from orderflow.temporal_client import API_TEMPORAL_RETRY, connect
+from orderflow.workers.main import serve
 from tests.heal_stack import UpStack, wait_for
 from tests.utils import Stack
 
@@ -160,9 +161,10 @@ async def test_postgres_frozen_or_down_every_route_503_within_seconds_then_recov
 # ---- Temporal down: reads answer, writes 503, the stored order starts by itself --------
 
 
-async def test_temporal_down_reads_answer_writes_503_and_the_order_starts_itself(stack: Stack):
-    customer = await stack.customer()
-    sku = await stack.product(stock=5)
+@contextlib.asynccontextmanager
+async def temporal_never_answered(stack: Stack) -> AsyncIterator[httpx.AsyncClient]:
+    """The API (admin token) with a lazy Temporal client that has never connected: its
+    address is a port nobody listens on."""
     nobody = await connect(
         f"127.0.0.1:{free_port()}", "default", lazy=True, retry_config=API_TEMPORAL_RETRY
     )
@@ -171,32 +173,139 @@ async def test_temporal_down_reads_answer_writes_503_and_the_order_starts_itself
         async with httpx.AsyncClient(
             transport=ASGITransport(app=app), base_url="http://orderflow", headers=stack.auth()
         ) as http:
-            health = await http.get("/health")
-            assert health.status_code == 503 and health.json()["detail"]["down"] == "Temporal"
-            t0 = time.monotonic()
-            r = await http.post(
-                "/orders",
-                json={"customer_code": customer, "lines": [{"sku": sku, "quantity": 2}]},
-                headers={"Idempotency-Key": uuid.uuid4().hex},
-            )
-            assert r.status_code == 503, r.text
-            assert time.monotonic() - t0 < 10
-            assert r.headers["Retry-After"]
-            assert "stored but its pipeline could not start" in r.json()["detail"]
-            order_id = r.json()["detail"].split()[1]
-            read = await http.get(f"/orders/{order_id}")
-            assert read.status_code == 200 and read.json()["status"] == "received"
-    # No client retries. The worker's recovery sweep finds it and starts it; a fresh
-    # order is not shown to a person by `orderflow stuck` meanwhile.
+            yield http
+
+
+async def _stranded(http: httpx.AsyncClient, customer: str, sku: str, key: str) -> str:
+    """An order stored while Temporal is down (503): its id."""
+    t0 = time.monotonic()
+    r = await http.post(
+        "/orders",
+        json={"customer_code": customer, "lines": [{"sku": sku, "quantity": 2}]},
+        headers={"Idempotency-Key": key},
+    )
+    assert r.status_code == 503, r.text
+    assert time.monotonic() - t0 < 10
+    assert r.headers["Retry-After"]
+    detail = r.json()["detail"]
+    assert "stored but its pipeline could not start" in detail
+    assert "Failed client connect" not in detail and "Temporal unreachable" not in detail
+    return str(detail.split()[1])
+
+
+async def test_temporal_down_reads_answer_writes_503_and_the_order_starts_itself(
+    api_stack: Stack,
+):
+    stack = api_stack  # no worker yet: the one below starts the stored order by itself
+    customer = await stack.customer()
+    sku = await stack.product(stock=5)
+    async with temporal_never_answered(stack) as http:
+        health = await http.get("/health")
+        assert health.status_code == 503 and health.json()["detail"]["down"] == "Temporal"
+        order_id = await _stranded(http, customer, sku, uuid.uuid4().hex)
+        read = await http.get(f"/orders/{order_id}")
+        assert read.status_code == 200 and read.json()["status"] == "received"
+    # No client retries. A fresh order is not shown to a person by `orderflow stuck`; the
+    # worker's own recovery loop (a short sweep interval here) finds it and starts it.
     stuck = await find_stuck(stack.sessions, stack.client, stack.settings, timedelta(0), limit=5000)
     assert order_id not in {s.order_id for s in stuck}
-    settings = stack.settings.model_copy(update={"recovery_grace_seconds": 0.0})
-    recovery = Recovery(stack.sessions, stack.client, settings)
-    assert order_id in await recovery.sweep()
-    await stack.wait_status(order_id, "completed", within=60)
+    settings = stack.settings.model_copy(
+        update={"recovery_grace_seconds": 0.0, "recovery_interval_seconds": 0.2}
+    )
+    stop = asyncio.Event()
+    worker = asyncio.create_task(serve(stack.client, stack.sessions, settings, stop))
+    try:
+        await stack.wait_status(order_id, "completed", within=60)
+    finally:
+        stop.set()
+        await worker
     # Completed: a later sweep (another worker's, say) leaves it alone.
     assert order_id not in await Recovery(stack.sessions, stack.client, settings).sweep()
     assert await stack.count(Shipment, Shipment.order_id == order_id) == 1
+
+
+async def test_every_write_that_needs_temporal_answers_503_when_it_never_answered(
+    stack: Stack,
+):
+    """The lazy client's first connect fails: every route that needs Temporal answers 503
+    with Retry-After (never a 500), reads answer from PostgreSQL."""
+    from tests.api.test_imports import row, xlsx
+
+    customer = await stack.customer()
+    sku = await stack.product(stock=50)
+    r = await stack.order(customer, [(sku, 1)])
+    done = await stack.wait_status(r.json()["id"], "completed")
+    tracking = done["shipments"][0]["tracking_number"]
+    async with temporal_never_answered(stack) as http:
+        key = uuid.uuid4().hex
+        stranded = await _stranded(http, customer, sku, key)
+        writes = {
+            "replay": (
+                "POST",
+                "/orders",
+                {"customer_code": customer, "lines": [{"sku": sku, "quantity": 2}]},
+                {"Idempotency-Key": key},
+            ),
+            "decision": ("POST", f"/orders/{done['id']}/decision", {"decision": "approve"}, {}),
+            "cancel": ("POST", f"/orders/{stranded}/cancel", {"reason": "x"}, {}),
+            "amend": (
+                "PATCH",
+                f"/orders/{stranded}",
+                {"requested_delivery_date": "2030-01-02"},
+                {},
+            ),
+            "retry-shipping": ("POST", f"/orders/{done['id']}/retry-shipping", None, {}),
+            "carrier-exception": (
+                "POST",
+                f"/orders/{done['id']}/carrier-exception",
+                {"action": "wait"},
+                {},
+            ),
+            "carrier event": ("POST", f"/shipments/{tracking}/events", {"status": "delivered"}, {}),
+        }
+        for what, (method, path, body, headers) in writes.items():
+            r = await http.request(method, path, json=body, headers=headers, timeout=30)
+            assert r.status_code == 503, (what, r.status_code, r.text)
+            assert r.headers.get("Retry-After"), what
+            assert "Failed client connect" not in r.text, (what, r.text)
+        r = await http.post(
+            "/imports",
+            files={"file": ("o.xlsx", xlsx([row("T-1", customer, sku, 1)]))},
+            data={"channel": f"imp-{uuid.uuid4().hex[:6]}"},
+        )
+        assert r.status_code == 503 and r.headers.get("Retry-After"), r.text
+        assert "is stored and starts by itself" in r.json()["detail"], r.text
+        for path in (
+            f"/orders/{done['id']}",
+            f"/orders/{stranded}",
+            "/orders",
+            "/imports/template.xlsx",
+        ):
+            assert (await http.get(path)).status_code == 200, path
+
+
+async def test_a_change_to_an_order_stored_during_an_outage_starts_it_and_applies(
+    stack: Stack,
+):
+    """Cancel or amend an order stored while Temporal was down, before recovery started
+    it: the change starts it (by its workflow id) and applies, never "it has finished"."""
+    customer = await stack.customer()
+    sku = await stack.product(stock=50)
+    async with temporal_never_answered(stack) as http:
+        to_cancel = await _stranded(http, customer, sku, uuid.uuid4().hex)
+        to_amend = await _stranded(http, customer, sku, uuid.uuid4().hex)
+    r = await stack.post(f"/orders/{to_cancel}/cancel", {"reason": "changed my mind"})
+    assert r.status_code in (200, 202), r.text
+    await stack.wait_status(to_cancel, "cancelled")
+    assert await stack.count(Shipment, Shipment.order_id == to_cancel) == 0
+    r = await stack.http.patch(
+        f"/orders/{to_amend}",
+        json={"requested_delivery_date": "2030-01-02"},
+        headers=stack.auth("sales"),
+    )
+    assert r.status_code == 200, r.text
+    assert r.json()["requested_delivery_date"] == "2030-01-02"
+    await stack.wait_status(to_amend, "completed")
 
 
 # ---- `orderflow up` with its children killed ----------------------------------------
@@ -264,23 +373,31 @@ def test_api_killed_mid_request_heals_and_no_order_is_lost_or_doubled(up: UpStac
             return None
 
     with ThreadPoolExecutor(8) as pool:
-        answers = pool.map(post, keys)
-        time.sleep(0.05)  # some requests are on the wire  # noqa: ASYNC251
+        futures = [pool.submit(post, key) for key in keys]
+        # Killed once the API is answering the burst: its first answer is back, the other
+        # requests are on the wire or queued behind them.
+        wait(futures, timeout=60, return_when=FIRST_COMPLETED)
         pid, killed_at = up.kill("api")
-        answers = list(answers)
+        answers = [f.result() for f in futures]
     healed = up.heal_time("api", pid, killed_at)
     print(f"\nheal: api SIGKILL -> restarted and /health 200 in {healed:.1f} s")
     cut = [k for k, a in zip(keys, answers, strict=True) if a is None or a.status_code != 201]
     assert cut, "the kill cut no request short"
+    assert len(cut) < len(keys), "no request was answered before the kill"
+    answered = {k: a.json()["id"] for k, a in zip(keys, answers, strict=True) if k not in cut}
     # Half of the clients whose request was cut short send it again with the same key; the
     # others never do: what the API stored for them is started by the worker's recovery.
     for key in cut[::2]:
         r = up.order(customer, sku, key)
         assert r.status_code in (200, 201), r.text
+        answered[key] = r.json()["id"]
     ids = asyncio.run(_orders_by_ref(up, keys))
-    assert all(len(v) <= 1 for v in ids.values()), ids  # never two orders for one key
+    # Every answer names the one order stored for its key (a retry the one the cut request
+    # stored, if it did); a request cut short and never sent again stored one or none.
+    for key, order_id in answered.items():
+        assert ids[key] == [order_id], (key, ids[key], order_id)
     flat = [v[0] for v in ids.values() if v]
-    assert len(flat) >= len(keys) - len(cut[1::2])
+    assert len(flat) == len(answered) + sum(1 for k in cut[1::2] if ids[k]), ids
     up.wait_all_completed(flat)
     up.assert_exactly_once(flat, sku)
 
@@ -323,3 +440,80 @@ def test_a_child_that_keeps_crashing_stops_the_stack_naming_it(up: UpStack):
     assert "worker crashed 5 times in 2 minutes" in log
     assert str(up.home / "worker.log") in log.replace("\n", "")
     assert "stopped; data kept in" in log
+
+
+# ---- `up`'s own stop and death: workers stop together, children die with `up` --------
+
+SLOW_TO_STOP = """
+import pathlib, signal, sys, time
+def bye(*_):
+    time.sleep(1.5)  # a graceful shutdown: activities in flight finish
+    sys.exit(0)
+signal.signal(signal.SIGTERM, bye)
+pathlib.Path(sys.argv[1]).touch()
+time.sleep(120)
+"""
+
+
+def test_workers_and_the_api_stop_at_the_same_time(tmp_path: Path):
+    from orderflow.embedded import spawn
+    from orderflow.supervisor import Child, Supervisor
+
+    sup = Supervisor(lambda _: None)
+    names = ["worker", "worker-2", "api"]
+    for name in names:
+        args = [sys.executable, "-c", SLOW_TO_STOP, str(tmp_path / f"{name}.ready")]
+        sup.start(
+            Child(
+                name,
+                lambda a=args, n=name: spawn(n, a, tmp_path / f"{n}.log"),
+                tmp_path,
+                10,
+                group="app",
+            )
+        )
+    wait_for(
+        "the children to be ready",
+        lambda: all((tmp_path / f"{n}.ready").exists() for n in names),
+        30,
+        0.05,
+    )
+    t0 = time.monotonic()
+    sup.stop()
+    took = time.monotonic() - t0
+    assert not any(c.alive() for c in sup.children)
+    assert [c.process.proc.returncode for c in sup.children] == [0, 0, 0]  # type: ignore[union-attr]
+    assert took < 2 * 1.5, f"stopped one after another: {took:.1f} s"
+
+
+DIES_WITH_UP = """
+import pathlib, sys, time
+from orderflow.embedded import spawn
+child = spawn("sleeper", [sys.executable, "-c", "import time; time.sleep(120)"],
+              pathlib.Path(sys.argv[1]) / "sleeper.log")
+pathlib.Path(sys.argv[1], "child.pid").write_text(str(child.proc.pid))
+time.sleep(120)
+"""
+
+
+def test_children_die_with_up_when_it_is_killed(tmp_path: Path):
+    import psutil
+
+    up = subprocess.Popen([sys.executable, "-c", DIES_WITH_UP, str(tmp_path)])
+    try:
+        pid_file = tmp_path / "child.pid"
+        wait_for("the child to start", pid_file.exists, 30, 0.05)
+        child = psutil.Process(int(pid_file.read_text()))
+        up.kill()  # SIGKILL: `up` stops nothing itself
+        up.wait(10)
+        wait_for(
+            "the child to die with its parent",
+            lambda: not child.is_running() or child.status() == psutil.STATUS_ZOMBIE,
+            10,
+            0.05,
+        )
+    finally:
+        if up.poll() is None:
+            up.kill()
+        with contextlib.suppress(Exception):
+            psutil.Process(int((tmp_path / "child.pid").read_text())).kill()

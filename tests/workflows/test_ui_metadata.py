@@ -255,7 +255,7 @@ async def temporal_with_ui() -> AsyncIterator[tuple[WorkflowEnvironment, str]]:
 
 
 # The order search attributes, as columns of the workflow list (it has no summary column).
-COLUMNS = ("OrderStatus", "AwaitingRole", "CustomerCode", "OrderTotal", "Channel")
+COLUMNS = ("OrderStatus", "AwaitingRole", "CustomerCode", "OrderTotal")
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="no chromium on PATH: apt-get install -y chromium")
