@@ -247,6 +247,7 @@ def _banner(settings: Settings) -> None:
     lines = [
         f"API          {api}",
         f"API docs     {api}/docs",
+        f"Console      {api}/ui  (sign in with a token)",
         f"Temporal UI  {settings.temporal_ui_url}"
         if not settings.temporal_address
         else f"Temporal     {settings.temporal_address} (external)",

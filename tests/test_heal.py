@@ -517,3 +517,40 @@ def test_children_die_with_up_when_it_is_killed(tmp_path: Path):
             up.kill()
         with contextlib.suppress(Exception):
             psutil.Process(int((tmp_path / "child.pid").read_text())).kill()
+
+
+async def test_a_worker_started_while_temporal_is_down_connects_once_it_answers(
+    temporal_env, settings, caplog: pytest.LogCaptureFixture
+):
+    """The SDK metrics runtime binds its port once: the attempts while Temporal is down do
+    not each make one (the second would find the port taken and never connect)."""
+    from orderflow.workers.main import _connect_patiently
+
+    host, port = temporal_env.client.service_client.config.target_host.rsplit(":", 1)
+    proxy = Proxy(host, int(port))
+    proxy.refuse = True  # Temporal "down": connections are closed at once
+    await proxy.start()
+    metrics_port = free_port()
+    worker_settings = settings.model_copy(update={"temporal_address": f"127.0.0.1:{proxy.port}"})
+    stop = asyncio.Event()
+    caplog.set_level("WARNING", logger="orderflow.worker")
+    connecting = asyncio.create_task(
+        _connect_patiently(worker_settings, f"127.0.0.1:{metrics_port}", stop)
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while sum("Temporal not reachable" in r.message for r in caplog.records) < 2:
+            assert time.monotonic() < deadline and not connecting.done(), caplog.text
+            await asyncio.sleep(0.05)
+        proxy.refuse = False  # Temporal is back
+        client = await asyncio.wait_for(connecting, 30)
+        assert client is not None
+        await client.service_client.check_health()
+        async with httpx.AsyncClient() as http:
+            r = await http.get(f"http://127.0.0.1:{metrics_port}/metrics")
+        assert r.status_code == 200
+    finally:
+        stop.set()
+        await proxy.close()
+        if not connecting.done():
+            connecting.cancel()

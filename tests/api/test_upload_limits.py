@@ -213,3 +213,20 @@ async def test_an_upload_over_the_limit_is_refused_before_it_is_read(api_stack: 
     assert r.status_code == 413, r.text
     assert "over the limit of 20 MB per file" in r.json()["detail"]
     assert sent <= limit + 2 * 2**20, f"{sent / 2**20:.0f} MB of the body was read"
+
+
+async def test_a_content_length_of_thousands_of_digits_is_a_413_not_a_500(api_stack: Stack):
+    stack = api_stack
+    huge = "9" * 5000  # int() refuses more than 4,300 digits
+    r = await stack.http.post(
+        "/imports",
+        content=b"x",
+        headers={**stack.auth("sales"), "Content-Length": huge, "Content-Type": "text/csv"},
+    )
+    assert r.status_code == 413, r.text
+    name = f"cl-{uuid.uuid4().hex[:6]}"
+    assert (await stack.post("/channels", {"name": name})).status_code == 201
+    r = await stack.http.post(
+        f"/channels/{name}/orders", content=b"{}", headers={"Content-Length": huge}
+    )
+    assert r.status_code == 413, r.text

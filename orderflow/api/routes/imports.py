@@ -83,11 +83,13 @@ class UploadLimit:
             response = JSONResponse({"detail": "Content-Length must be a number of bytes"}, 400)
             await response(scope, receive, send)
             return
-        if declared is not None and int(declared) > limit:
+        # (Past 18 digits it is over any limit; int() of thousands of digits would raise.)
+        size = int(declared) if declared is not None and len(declared) <= 18 else None
+        if declared is not None and (size is None or size > limit):
             response = JSONResponse(
                 {
-                    "detail": f"the upload is {_size(int(declared))}; the limit is "
-                    f"{_size(max_bytes)} per file (split it)"
+                    "detail": f"the upload is {_size(size) if size else 'over an exabyte'}; "
+                    f"the limit is {_size(max_bytes)} per file (split it)"
                 },
                 413,
             )
