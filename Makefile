@@ -15,11 +15,11 @@ up: $(STAMP)
 	$(BIN)/orderflow up
 
 test: $(STAMP)
-	$(BIN)/ruff check orderflow tests
+	$(BIN)/ruff check .
 	$(BIN)/pytest -q
 
 lint: $(STAMP)
-	$(BIN)/ruff check orderflow tests
+	$(BIN)/ruff check .
 
 # The API fuzzer for ten minutes (the test suite runs it for about two): 0 failures expected.
 fuzz: $(STAMP)

@@ -19,7 +19,7 @@ from rich.console import Console
 from rich.panel import Panel
 from rich.table import Table
 
-from orderflow.config import Settings, get_settings
+from services.config import Settings, get_settings
 
 app = typer.Typer(
     help="Orderflow: sales orders as durable Temporal workflows.", no_args_is_help=True
@@ -38,10 +38,10 @@ def _logging() -> None:
 
 async def _prepare_database(settings: Settings) -> None:
     """Migrations, demo data and the bootstrap token: everything `up` needs in PostgreSQL."""
-    from orderflow.api.auth import ensure_token
-    from orderflow.db.migrate import upgrade
-    from orderflow.db.seed import load_demo_data
-    from orderflow.db.session import make_engine, make_session_factory
+    from api.auth import ensure_token
+    from db.migrate import upgrade
+    from db.seed import load_demo_data
+    from db.session import make_engine, make_session_factory
 
     await asyncio.to_thread(upgrade, settings.resolved_database_url)
     engine = make_engine(settings.resolved_database_url, pool_size=1)
@@ -263,7 +263,7 @@ def _banner(settings: Settings) -> None:
 @app.command()
 def worker() -> None:
     """Run an order worker against the configured PostgreSQL and Temporal."""
-    from orderflow.workers.main import run
+    from workers.main import run
 
     _logging()
     settings = get_settings()
@@ -291,7 +291,7 @@ def api(
     """Serve the HTTP API."""
     import uvicorn
 
-    from orderflow.api.main import create_app
+    from api.main import create_app
 
     _logging()
     settings = get_settings()
@@ -329,9 +329,9 @@ def stuck(
     status: Annotated[str | None, typer.Option(help="only this status")] = None,
 ) -> None:
     """List orders that have not moved, with why they wait and a Temporal UI link."""
-    from orderflow.db.session import make_engine, make_session_factory
-    from orderflow.ops import find_stuck
-    from orderflow.temporal_client import connect
+    from db.session import make_engine, make_session_factory
+    from services.stuck import find_stuck
+    from services.temporal import connect
 
     settings = get_settings()
     age = parse_duration(older_than)
@@ -385,8 +385,8 @@ def bench(
     ] = None,
 ) -> None:
     """Measure a running stack through its API (and Temporal itself with --baseline)."""
-    from orderflow import bench as b
-    from orderflow.temporal_client import connect
+    from bench import driver as b
+    from services.temporal import connect
 
     settings = get_settings()
     api = (api_url or f"http://{settings.host}:{settings.api_port}").rstrip("/")
@@ -513,7 +513,7 @@ def receiver(port: Annotated[int, typer.Option(help="port to listen on")] = 9999
 
 async def _with_session(work):  # type: ignore[no-untyped-def]
     """Run `work(session)` against the configured database and commit."""
-    from orderflow.db.session import make_engine, make_session_factory
+    from db.session import make_engine, make_session_factory
 
     engine = make_engine(get_settings().resolved_database_url, pool_size=1)
     try:
@@ -540,7 +540,7 @@ def users_create(
     ] = None,
 ) -> None:
     """Create a user; the token is printed as the last line."""
-    from orderflow.api.auth import create_user
+    from api.auth import create_user
 
     try:
         token = asyncio.run(_with_session(lambda s: create_user(s, name, role, channel)))
@@ -557,7 +557,7 @@ def users_list() -> None:
     """Every user: id, name, role, channel, and whether its token still works."""
     from sqlalchemy import select
 
-    from orderflow.db.models import User
+    from db.models import User
 
     async def rows(s):  # type: ignore[no-untyped-def]
         return list((await s.scalars(select(User).order_by(User.id))).all())
@@ -577,7 +577,7 @@ def users_revoke(
     name_or_id: Annotated[str, typer.Argument(help="a user id, or a name held by one user")],
 ) -> None:
     """Revoke a token for good. API processes refuse it within 30 s (their token cache)."""
-    from orderflow.api.auth import find_users, revoke_user
+    from api.auth import find_users, revoke_user
 
     async def go(s):  # type: ignore[no-untyped-def]
         found = await find_users(s, name_or_id)

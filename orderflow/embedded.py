@@ -21,7 +21,7 @@ from pathlib import Path
 
 from temporalio.common import SearchAttributeIndexedValueType
 
-from orderflow.domain import search_attributes
+from domain import search_attributes
 
 # The dev server's --search-attribute flags, from the one list in domain/search_attributes.
 SEARCH_ATTRIBUTES: dict[str, str] = {

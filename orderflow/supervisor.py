@@ -234,7 +234,7 @@ class AlertSender:
         asyncio.run(self._loop())
 
     async def _loop(self) -> None:
-        from orderflow.temporal_client import API_TEMPORAL_RETRY, connect
+        from services.temporal import API_TEMPORAL_RETRY, connect
 
         client = None
         while not self._stopping.is_set():
@@ -257,8 +257,8 @@ class AlertSender:
         from temporalio.common import WorkflowIDConflictPolicy
         from temporalio.exceptions import WorkflowAlreadyStartedError
 
-        from orderflow.domain.payloads import Alert
-        from orderflow.workflows.alert import alert_workflow_id
+        from domain.payloads import Alert
+        from workflows.alert import alert_workflow_id
 
         stamp = restart.died_at.isoformat(timespec="seconds")
         alert = Alert(

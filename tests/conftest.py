@@ -22,19 +22,19 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
-from orderflow.activities.shipping import SimulatedCarrier
-from orderflow.api.auth import create_user
-from orderflow.api.main import create_app
-from orderflow.config import Settings
-from orderflow.db.migrate import upgrade
-from orderflow.db.models import Order
-from orderflow.db.session import SessionFactory, make_engine, make_session_factory
-from orderflow.domain import search_attributes
-from orderflow.domain.payloads import ROLES
-from orderflow.domain.status import FINAL_STATUSES
+from activities.shipping import SimulatedCarrier
+from api.auth import create_user
+from api.main import create_app
+from db.migrate import upgrade
+from db.models import Order
+from db.session import SessionFactory, make_engine, make_session_factory
+from domain import search_attributes
+from domain.payloads import ROLES
+from domain.status import FINAL_STATUSES
 from orderflow.embedded import EmbeddedPostgres, free_port, venv_binary
-from orderflow.workers.main import order_worker
+from services.config import Settings
 from tests.utils import TOKEN_CHANNEL, Stack
+from workers.main import order_worker
 
 
 @pytest.fixture(scope="session")

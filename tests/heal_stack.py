@@ -19,7 +19,7 @@ from typing import Any
 import httpx
 import psutil
 
-from orderflow.db.session import make_engine, make_session_factory
+from db.session import make_engine, make_session_factory
 from orderflow.embedded import free_port
 from tests.utils import assert_books_balance
 

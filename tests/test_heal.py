@@ -21,17 +21,17 @@ import pytest
 from httpx import ASGITransport
 from sqlalchemy import select
 
-from orderflow.api.auth import create_user
-from orderflow.api.main import create_app
-from orderflow.db.models import Order, Shipment
-from orderflow.db.session import API_STATEMENT_TIMEOUT_S, make_engine, make_session_factory
+from api.auth import create_user
+from api.main import create_app
+from db.models import Order, Shipment
+from db.session import API_STATEMENT_TIMEOUT_S, make_engine, make_session_factory
 from orderflow.embedded import EmbeddedPostgres, free_port
-from orderflow.ops import find_stuck
-from orderflow.recovery import Recovery
-from orderflow.temporal_client import API_TEMPORAL_RETRY, connect
-from orderflow.workers.main import serve
+from services.recovery import Recovery
+from services.stuck import find_stuck
+from services.temporal import API_TEMPORAL_RETRY, connect
 from tests.heal_stack import UpStack, wait_for
 from tests.utils import Stack
+from workers.main import serve
 
 # ---- PostgreSQL down or frozen: 503 from every route, quickly, and back by itself ------
 
@@ -524,7 +524,7 @@ async def test_a_worker_started_while_temporal_is_down_connects_once_it_answers(
 ):
     """The SDK metrics runtime binds its port once: the attempts while Temporal is down do
     not each make one (the second would find the port taken and never connect)."""
-    from orderflow.workers.main import _connect_patiently
+    from workers.main import _connect_patiently
 
     host, port = temporal_env.client.service_client.config.target_host.rsplit(":", 1)
     proxy = Proxy(host, int(port))

@@ -10,11 +10,11 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
-from orderflow.activities.shipping import SimulatedCarrier
-from orderflow.db.models import Order
-from orderflow.ops import find_stuck
-from orderflow.workers.main import order_worker
+from activities.shipping import SimulatedCarrier
+from db.models import Order
+from services.stuck import find_stuck
 from tests.utils import Stack
+from workers.main import order_worker
 
 
 async def test_stuck_orders_say_why_and_a_cancel_cuts_a_failing_booking_short(api_stack: Stack):

@@ -14,8 +14,8 @@ import httpx
 from sqlalchemy import func, select
 from temporalio.client import Client
 
-from orderflow.config import Settings
-from orderflow.db.session import SessionFactory
+from db.session import SessionFactory
+from services.config import Settings
 
 # The channel the `channel` role's token of a test stack is bound to: an integration's own
 # channel, never a staff channel such as "api" (auth.STAFF_CHANNELS). Its orders come from
@@ -152,7 +152,7 @@ def money(value: str) -> Decimal:
 async def assert_books_balance(stack: Stack, *skus: str) -> None:
     """Stock and money add up: on hand + shipped = received, reserved = the active
     reservations, and every receivable belongs to an invoice with the same amount."""
-    from orderflow.db.models import Invoice, Receivable, Reservation, Stock
+    from db.models import Invoice, Receivable, Reservation, Stock
 
     async with stack.sessions() as s:
         for sku in skus:

@@ -8,9 +8,9 @@ from sqlalchemy import text
 from sqlalchemy.exc import ProgrammingError
 from temporalio.exceptions import ApplicationError
 
-from orderflow.activities.base import DbActivities
-from orderflow.config import Settings
-from orderflow.db.session import SessionFactory
+from activities.base import DbActivities
+from db.session import SessionFactory
+from services.config import Settings
 
 
 @pytest.mark.parametrize(

@@ -8,11 +8,11 @@ from decimal import Decimal
 
 from sqlalchemy import func, select
 
-from orderflow.activities.inventory import InventoryActivities
-from orderflow.config import Settings
-from orderflow.db.models import Customer, Order, OrderLine, Product, Reservation, Stock
-from orderflow.db.session import SessionFactory
-from orderflow.domain.payloads import Compensation, OrderRef
+from activities.inventory import InventoryActivities
+from db.models import Customer, Order, OrderLine, Product, Reservation, Stock
+from db.session import SessionFactory
+from domain.payloads import Compensation, OrderRef
+from services.config import Settings
 
 
 async def _catalogue(sessions: SessionFactory, on_hand: int) -> tuple[str, str]:

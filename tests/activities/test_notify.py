@@ -14,14 +14,14 @@ import httpx
 import pytest
 from temporalio.client import Client
 
-from orderflow.activities.notify import NotifyActivities, webhook_body
-from orderflow.config import Settings
-from orderflow.db.session import SessionFactory
-from orderflow.domain.payloads import Alert, Notice
-from orderflow.workers.main import order_worker
+from activities.notify import NotifyActivities, webhook_body
+from db.session import SessionFactory
+from domain.payloads import Alert, Notice
+from services.config import Settings
 from tests.conftest import running_api
 from tests.conftest import test_settings as settings_for
 from tests.utils import until
+from workers.main import order_worker
 
 PUBLIC = "https://orders.example.com/"
 

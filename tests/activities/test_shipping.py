@@ -9,10 +9,10 @@ import uuid
 import pytest
 from temporalio.testing import ActivityEnvironment
 
-from orderflow.activities.shipping import ShippingActivities, SimulatedCarrier
-from orderflow.config import Settings
-from orderflow.db.session import SessionFactory
-from orderflow.domain.payloads import Booking, ShipmentRequest
+from activities.shipping import ShippingActivities, SimulatedCarrier
+from db.session import SessionFactory
+from domain.payloads import Booking, ShipmentRequest
+from services.config import Settings
 
 
 class SlowCarrier(SimulatedCarrier):

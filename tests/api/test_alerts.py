@@ -11,11 +11,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from orderflow.activities.shipping import SimulatedCarrier
-from orderflow.db.models import Alert
-from orderflow.domain.payloads import Decision
-from orderflow.workers.main import order_worker
+from activities.shipping import SimulatedCarrier
+from db.models import Alert
+from domain.payloads import Decision
 from tests.utils import Stack
+from workers.main import order_worker
 
 
 class Receiver:

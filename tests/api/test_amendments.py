@@ -3,7 +3,7 @@ before reservation; approvals cover only the total they were given for."""
 
 from __future__ import annotations
 
-from orderflow.db.models import OrderEvent
+from db.models import OrderEvent
 from tests.utils import Stack, assert_books_balance
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from orderflow.db.models import Reservation, Stock
+from db.models import Reservation, Stock
 from tests.utils import Stack
 
 

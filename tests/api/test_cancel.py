@@ -7,14 +7,14 @@ import asyncio
 
 from temporalio.client import Client
 
-from orderflow.activities.shipping import SimulatedCarrier
-from orderflow.db.models import Invoice, Shipment
-from orderflow.db.session import SessionFactory
-from orderflow.domain.payloads import Booking, ShipmentRequest
+from activities.shipping import SimulatedCarrier
+from db.models import Invoice, Shipment
+from db.session import SessionFactory
+from domain.payloads import Booking, ShipmentRequest
 from orderflow.embedded import EmbeddedPostgres
-from orderflow.workers.main import order_worker
 from tests import conftest
 from tests.utils import Stack
+from workers.main import order_worker
 
 
 class SlowCarrier(SimulatedCarrier):

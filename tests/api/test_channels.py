@@ -6,8 +6,8 @@ import asyncio
 import json
 import time
 
-from orderflow.db.models import Order
-from orderflow.domain.channels import sign
+from db.models import Order
+from domain.channels import sign
 from tests.utils import Stack
 
 

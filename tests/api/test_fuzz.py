@@ -39,9 +39,9 @@ from schemathesis.checks import (
 )
 from temporalio.testing import WorkflowEnvironment
 
-from orderflow.api.main import create_app
-from orderflow.config import Settings
+from api.main import create_app
 from orderflow.embedded import EmbeddedPostgres, free_port
+from services.config import Settings
 
 EXAMPLES = int(os.environ.get("ORDERFLOW_FUZZ_EXAMPLES", "20"))
 SECONDS = float(os.environ.get("ORDERFLOW_FUZZ_SECONDS", "150"))

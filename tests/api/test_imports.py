@@ -12,9 +12,9 @@ from datetime import time as dtime
 import pytest
 from openpyxl import Workbook, load_workbook
 
-from orderflow.api.auth import create_user
-from orderflow.db.models import Order
-from orderflow.domain.sheets import COLUMNS
+from api.auth import create_user
+from db.models import Order
+from domain.sheets import COLUMNS
 from tests.utils import Stack
 
 

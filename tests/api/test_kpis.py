@@ -9,7 +9,7 @@ from decimal import Decimal
 
 from openpyxl import load_workbook
 
-from orderflow.db.models import Approval, Order, OrderEvent, OrderLine, RejectedAttempt
+from db.models import Approval, Order, OrderEvent, OrderLine, RejectedAttempt
 from tests.utils import Stack
 
 T0 = datetime(2026, 11, 10, 9, 0, tzinfo=UTC)

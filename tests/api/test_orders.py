@@ -9,7 +9,7 @@ from decimal import Decimal
 
 from sqlalchemy import select
 
-from orderflow.db.models import Order, Receivable, Reservation, Shipment, Stock
+from db.models import Order, Receivable, Reservation, Shipment, Stock
 from tests.utils import Stack
 
 PIPELINE = [

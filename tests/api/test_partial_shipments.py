@@ -9,11 +9,11 @@ from decimal import Decimal
 
 from sqlalchemy import select
 
-from orderflow.activities.shipping import SimulatedCarrier
-from orderflow.db.models import Invoice, Receivable
-from orderflow.domain.payloads import OrderState
-from orderflow.workers.main import order_worker
+from activities.shipping import SimulatedCarrier
+from db.models import Invoice, Receivable
+from domain.payloads import OrderState
 from tests.utils import Stack, assert_books_balance, until
+from workers.main import order_worker
 
 
 async def _first_shipment_out(stack: Stack, order_id: str, within: float = 30) -> dict:

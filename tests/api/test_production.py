@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 
-from orderflow.db.models import Stock
+from db.models import Stock
 from tests.utils import Stack
 
 

@@ -12,10 +12,10 @@ from fastapi.routing import iter_route_contexts
 from httpx import ASGITransport
 from starlette.routing import Mount
 
-from orderflow.api import access
-from orderflow.api.auth import create_user
-from orderflow.api.main import create_app
-from orderflow.domain.payloads import ROLES
+from api import access
+from api.auth import create_user
+from api.main import create_app
+from domain.payloads import ROLES
 from tests.utils import TOKEN_CHANNEL, Stack
 
 DOCS = Path(__file__).parent.parent.parent / "docs" / "roles.md"
@@ -34,7 +34,7 @@ def _routes(app) -> list[tuple[str, str, object]]:  # type: ignore[no-untyped-de
 def _console_session(app, token: str | None) -> tuple[str, str]:  # type: ignore[no-untyped-def]
     """A console session (signed in with `token`, or anonymous): its Cookie header and its
     forms' CSRF token."""
-    from orderflow.api.ui.session import COOKIE, csrf_token, dump, new_session
+    from api.ui.session import COOKIE, csrf_token, dump, new_session
 
     settings = app.state.orderflow.settings
     sess = new_session(token)
@@ -114,9 +114,9 @@ async def test_every_route_answers_every_role_as_the_table_says(api_stack: Stack
 
 def test_docs_roles_md_is_the_table():
     """docs/roles.md shows the table the code enforces (regenerate with
-    `python -m orderflow.api.access`)."""
+    `python -m api.access`)."""
     assert access.markdown_table() in DOCS.read_text(), (
-        "docs/roles.md is out of date: paste the output of `python -m orderflow.api.access`"
+        "docs/roles.md is out of date: paste the output of `python -m api.access`"
     )
 
 

@@ -9,7 +9,7 @@ from datetime import date, timedelta
 import pytest
 from sqlalchemy import update
 
-from orderflow.db.models import Order, Receivable
+from db.models import Order, Receivable
 from tests.utils import Stack
 
 

@@ -12,12 +12,12 @@ import pytest
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
-from orderflow.api.auth import TokenCache, create_user, hash_token, revoke_user
-from orderflow.api.errors import ProblemsError
-from orderflow.api.intake import _integrity_problem, create_order
-from orderflow.db.models import IdempotencyKey, Order, User
-from orderflow.domain.channels import sign
-from orderflow.domain.payloads import OrderIn, OrderLineIn
+from api.auth import TokenCache, create_user, hash_token, revoke_user
+from api.errors import ProblemsError
+from api.intake import _integrity_problem, create_order
+from db.models import IdempotencyKey, Order, User
+from domain.channels import sign
+from domain.payloads import OrderIn, OrderLineIn
 from tests.utils import TOKEN_CHANNEL, Stack
 
 

@@ -14,9 +14,9 @@ import httpx
 from openpyxl import load_workbook
 from sqlalchemy import update
 
-from orderflow.api.auth import create_user
-from orderflow.api.ui.session import COOKIE
-from orderflow.db.models import Alert, Order
+from api.auth import create_user
+from api.ui.session import COOKIE
+from db.models import Alert, Order
 from tests.utils import Stack
 
 CSRF = re.compile(r'name="csrf" value="([0-9a-f]+)"')

@@ -19,10 +19,10 @@ import pytest
 import uvicorn
 from sqlalchemy import update
 
-from orderflow.api.main import create_app
-from orderflow.config import Settings
-from orderflow.db.models import Alert, Order, OrderEvent, Shipment
+from api.main import create_app
+from db.models import Alert, Order, OrderEvent, Shipment
 from orderflow.embedded import free_port
+from services.config import Settings
 from tests.api.test_production import _made_to_order
 from tests.api.test_ui_ops import _order_at
 from tests.utils import Stack

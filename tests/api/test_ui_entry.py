@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from orderflow.api.ui.entry import parse_paste
-from orderflow.db.models import Order, OrderLine, RejectedAttempt
+from api.ui.entry import parse_paste
+from db.models import Order, OrderLine, RejectedAttempt
 from tests.api.test_ui import Console, console
 from tests.utils import Stack
 

@@ -9,13 +9,13 @@ import uuid
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
-from orderflow.activities.shipping import SimulatedCarrier
-from orderflow.db.kpis import KpiFilter, compute_kpis, weekly_trends
-from orderflow.db.models import Order, OrderEvent, OrderLine
-from orderflow.workers.main import order_worker
+from activities.shipping import SimulatedCarrier
+from db.kpis import KpiFilter, compute_kpis, weekly_trends
+from db.models import Order, OrderEvent, OrderLine
 from tests.api.test_production import _made_to_order
 from tests.api.test_ui import console
 from tests.utils import Stack, until
+from workers.main import order_worker
 
 
 async def test_production_orders_listed_for_staff_completed_by_ops(stack: Stack):

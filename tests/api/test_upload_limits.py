@@ -21,8 +21,8 @@ import pytest
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
-from orderflow.api.auth import create_user
-from orderflow.db.session import SessionFactory
+from api.auth import create_user
+from db.session import SessionFactory
 from orderflow.embedded import EmbeddedPostgres, free_port, venv_binary
 from tests.conftest import running_api
 from tests.conftest import test_settings as settings_for

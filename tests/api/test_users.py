@@ -9,9 +9,9 @@ import uuid
 
 from sqlalchemy import func, select
 
-from orderflow.api.auth import TokenCache, create_user, ensure_token, revoke_user
-from orderflow.db.models import User
-from orderflow.db.session import SessionFactory
+from api.auth import TokenCache, create_user, ensure_token, revoke_user
+from db.models import User
+from db.session import SessionFactory
 from tests.utils import Stack
 
 

@@ -6,7 +6,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import create_engine
 
-from orderflow.db.models import Base
+from db.models import Base
 from orderflow.embedded import EmbeddedPostgres
 
 

@@ -8,9 +8,9 @@ from decimal import Decimal
 from hypothesis import given
 from hypothesis import strategies as st
 
-from orderflow.domain.facts import CustomerFacts, ProductFacts
-from orderflow.domain.money import q2
-from orderflow.domain.pricing import PriceRules, Promotion, QuantityBreak, price_line, price_order
+from domain.facts import CustomerFacts, ProductFacts
+from domain.money import q2
+from domain.pricing import PriceRules, Promotion, QuantityBreak, price_line, price_order
 
 ON = date(2026, 11, 26)
 P = ProductFacts("A", True, Decimal("100.00"), Decimal("80.00"), 1, 1)

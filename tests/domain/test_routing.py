@@ -9,10 +9,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from orderflow.domain.credit import assess_credit
-from orderflow.domain.facts import CreditFacts
-from orderflow.domain.payloads import RoutingRule
-from orderflow.domain.routing import DEFAULT_RULES, RoutingFacts, route
+from domain.credit import assess_credit
+from domain.facts import CreditFacts
+from domain.payloads import RoutingRule
+from domain.routing import DEFAULT_RULES, RoutingFacts, route
 
 
 def roles(total: str | Decimal, **reasons: tuple[str, ...]) -> list[str]:

@@ -11,7 +11,7 @@ from datetime import time
 import pytest
 from openpyxl import Workbook
 
-from orderflow.domain.sheets import (
+from domain.sheets import (
     COLUMNS,
     SheetError,
     SheetLimits,

@@ -13,7 +13,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
-from orderflow.domain.types import (
+from domain.types import (
     INT4_MAX,
     INT8_MAX,
     MONEY_MAX,

@@ -7,9 +7,9 @@ from decimal import Decimal
 
 import pytest
 
-from orderflow.domain.facts import CustomerFacts, ProductFacts
-from orderflow.domain.payloads import OrderIn
-from orderflow.domain.validation import validate_order
+from domain.facts import CustomerFacts, ProductFacts
+from domain.payloads import OrderIn
+from domain.validation import validate_order
 
 TODAY = date(2026, 11, 26)
 CUSTOMER = CustomerFacts("C1", "standard", "active", Decimal("1000"), address_complete=True)

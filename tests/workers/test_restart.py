@@ -5,10 +5,10 @@ from __future__ import annotations
 from sqlalchemy import select
 from temporalio.api.enums.v1 import PendingActivityState
 
-from orderflow.activities.shipping import SimulatedCarrier
-from orderflow.db.models import Invoice, Order, Reservation, Shipment, Stock
-from orderflow.workers.main import order_worker
+from activities.shipping import SimulatedCarrier
+from db.models import Invoice, Order, Reservation, Shipment, Stock
 from tests.utils import Stack, until
+from workers.main import order_worker
 
 
 async def _status(stack: Stack, order_id: str) -> str:

@@ -6,7 +6,7 @@ from datetime import timedelta
 
 from temporalio.testing import WorkflowEnvironment
 
-from orderflow.db.models import Alert
+from db.models import Alert
 from tests.utils import Stack
 
 

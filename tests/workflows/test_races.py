@@ -22,13 +22,13 @@ from temporalio.service import RPCError
 from temporalio.worker import Replayer, Worker
 from temporalio.worker._workflow_instance import _WorkflowLogicFlag
 
-from orderflow.activities.shipping import SimulatedCarrier
-from orderflow.db.models import Invoice, Order, Shipment, Stock
-from orderflow.domain.payloads import Booking, CancelRequest, OrderState, ShipmentRequest
-from orderflow.workers.main import activities_for
-from orderflow.workflows.alert import AlertWorkflow
-from orderflow.workflows.order import OrderWorkflow
+from activities.shipping import SimulatedCarrier
+from db.models import Invoice, Order, Shipment, Stock
+from domain.payloads import Booking, CancelRequest, OrderState, ShipmentRequest
 from tests.utils import Stack
+from workers.main import activities_for
+from workflows.alert import AlertWorkflow
+from workflows.order import OrderWorkflow
 
 ADMITTED = UpdateWorkflowExecutionLifecycleStage.UPDATE_WORKFLOW_EXECUTION_LIFECYCLE_STAGE_ADMITTED
 

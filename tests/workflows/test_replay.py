@@ -21,9 +21,9 @@ from temporalio.client import WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
-from orderflow.workflows.alert import AlertWorkflow
-from orderflow.workflows.order import OrderWorkflow
 from tests.utils import Stack
+from workflows.alert import AlertWorkflow
+from workflows.order import OrderWorkflow
 
 HISTORIES = Path(__file__).parent.parent / "histories"
 SCENARIOS = (

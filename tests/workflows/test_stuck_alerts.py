@@ -7,8 +7,8 @@ from datetime import timedelta
 import pytest
 from temporalio.testing import WorkflowEnvironment
 
-from orderflow.activities.shipping import SimulatedCarrier
-from orderflow.db.models import Alert
+from activities.shipping import SimulatedCarrier
+from db.models import Alert
 from tests.utils import Stack
 
 

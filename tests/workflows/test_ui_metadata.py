@@ -24,19 +24,19 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Replayer
 
-from orderflow.activities.shipping import SimulatedCarrier
-from orderflow.api.main import create_app
-from orderflow.db.session import SessionFactory
-from orderflow.domain import search_attributes
+from activities.shipping import SimulatedCarrier
+from api.main import create_app
+from db.session import SessionFactory
+from domain import search_attributes
 from orderflow.embedded import EmbeddedPostgres, free_port, venv_binary
-from orderflow.recovery import Recovery
-from orderflow.temporal_client import API_TEMPORAL_RETRY, connect
-from orderflow.workers.main import order_worker
-from orderflow.workflows.alert import AlertWorkflow
-from orderflow.workflows.order import OrderWorkflow
+from services.recovery import Recovery
+from services.temporal import API_TEMPORAL_RETRY, connect
 from tests.conftest import running_api
 from tests.conftest import test_settings as settings_for
 from tests.utils import Stack, until
+from workers.main import order_worker
+from workflows.alert import AlertWorkflow
+from workflows.order import OrderWorkflow
 
 WHEN = re.compile(r" at (\d{4}-\d\d-\d\d \d\d:\d\d) UTC")
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")

@@ -1,0 +1,177 @@
+"""Stock reservations. The CHECK constraints on `stock` make overselling impossible; the
+order lines, locked while a reservation is made, make a retried reservation a no-op (a line
+may be reserved in several goes, one row each, numbered by `seq`)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import func, select, update
+from sqlalchemy.dialects.postgresql import insert
+from temporalio import activity
+
+from activities.base import DbActivities
+from db import repo
+from db.models import OrderLine, Product, ProductionOrder, Reservation, Stock
+from domain.payloads import Compensation, OrderRef, ReserveResult, StatusChange
+from domain.status import OrderStatus, wave_key
+
+
+class InventoryActivities(DbActivities):
+    @activity.defn(name="inventory.reserve")
+    async def reserve(self, ref: OrderRef) -> ReserveResult:
+        """Reserve what is available of every line still short (first come, first served:
+        an order keeps what it holds); report what is still missing."""
+        short: dict[str, int] = {}
+        production: dict[str, int] = {}
+        async with self.tx() as s:
+            # Lock in SKU order (lines, then each stock row) so two orders sharing SKUs can
+            # never deadlock; the locked lines also make a retried reservation a no-op.
+            lines = (
+                await s.scalars(
+                    select(OrderLine)
+                    .where(OrderLine.order_id == ref.order_id)
+                    .order_by(OrderLine.sku)
+                    .with_for_update()
+                )
+            ).all()
+            made_to_order = set(
+                await s.scalars(
+                    select(Product.sku).where(
+                        Product.sku.in_({ln.sku for ln in lines}), Product.make_to_order
+                    )
+                )
+            )
+            for line in lines:
+                need = line.quantity - line.reserved_qty - line.shipped_qty
+                if need <= 0:
+                    continue
+                if line.sku in made_to_order:
+                    # Made for this order: its production order's completion reserves it.
+                    production[line.sku] = await self._production_order(s, line)
+                    continue
+                taken = await self._take(s, line, need)
+                if taken < need:
+                    short[line.sku] = need - taken
+            ready = sum(ln.reserved_qty for ln in lines)
+            if short or production:
+                waiting = [f"{k} x{v}" for k, v in sorted(short.items())] + [
+                    f"{sku} in production order #{pid}" for sku, pid in sorted(production.items())
+                ]
+                await repo.apply_status(
+                    s,
+                    StatusChange(
+                        order_id=ref.order_id,
+                        status=OrderStatus.BACKORDERED,
+                        step_key=wave_key(
+                            f"backordered:{','.join(sorted([*short, *production]))}",
+                            ref.shipment_no,
+                        ),
+                        detail="waiting for: "
+                        + ", ".join(waiting)
+                        + (f"; {ready} unit(s) reserved" if ready else ""),
+                    ),
+                )
+            else:
+                await repo.apply_status(
+                    s,
+                    StatusChange(
+                        order_id=ref.order_id,
+                        status=OrderStatus.RESERVED,
+                        step_key=wave_key("reserved", ref.shipment_no),
+                        detail=f"{ready} unit(s) on {len(lines)} line(s) reserved",
+                    ),
+                )
+        return ReserveResult(
+            fully_reserved=not short and not production,
+            ready_units=ready,
+            short=short,
+            in_production={sku: pid for sku, pid in production.items()},
+        )
+
+    @staticmethod
+    async def _take(s, line: OrderLine, need: int) -> int:  # type: ignore[no-untyped-def]
+        """Reserve up to `need` units of the line's SKU; answers how many it got."""
+        stock = await s.scalar(select(Stock).where(Stock.sku == line.sku).with_for_update())
+        available = stock.on_hand - stock.reserved if stock is not None else 0
+        taken = min(need, max(available, 0))
+        if taken <= 0:
+            return 0
+        stock.reserved += taken
+        stock.updated_at = func.now()
+        seq = await s.scalar(
+            select(func.count())
+            .select_from(Reservation)
+            .where(Reservation.order_line_id == line.id)
+        )
+        await s.execute(
+            insert(Reservation).values(
+                order_id=line.order_id,
+                order_line_id=line.id,
+                sku=line.sku,
+                quantity=taken,
+                status="active",
+                seq=int(seq or 0) + 1,
+            )
+        )
+        line.reserved_qty += taken
+        return taken
+
+    async def _production_order(self, s, line: OrderLine) -> int:  # type: ignore[no-untyped-def]
+        """The line's production order, created once."""
+        due = datetime.now(UTC).date() + timedelta(days=self.settings.production_lead_days)
+        await s.execute(
+            insert(ProductionOrder)
+            .values(
+                order_id=line.order_id,
+                order_line_id=line.id,
+                sku=line.sku,
+                quantity=line.quantity,
+                status="open",
+                due_date=due,
+            )
+            .on_conflict_do_nothing(constraint="uq_production_orders_line")
+        )
+        return int(
+            await s.scalar(
+                select(ProductionOrder.id).where(ProductionOrder.order_line_id == line.id)
+            )
+        )
+
+    @activity.defn(name="inventory.release")
+    async def release(self, comp: Compensation) -> int:
+        """Compensation: give back every active reservation of the order, exactly once."""
+        async with self.tx() as s:
+            rows = (
+                await s.execute(
+                    update(Reservation)
+                    .where(Reservation.order_id == comp.order_id, Reservation.status == "active")
+                    .values(status="released", released_at=func.now())
+                    .returning(Reservation.sku, Reservation.quantity, Reservation.order_line_id)
+                )
+            ).all()
+            for sku, qty, line_id in sorted(rows):
+                await s.execute(
+                    update(Stock)
+                    .where(Stock.sku == sku)
+                    .values(reserved=Stock.reserved - qty, updated_at=func.now())
+                )
+                await s.execute(
+                    update(OrderLine)
+                    .where(OrderLine.id == line_id)
+                    .values(reserved_qty=OrderLine.reserved_qty - qty)
+                )
+            await s.execute(
+                update(ProductionOrder)
+                .where(ProductionOrder.order_id == comp.order_id, ProductionOrder.status == "open")
+                .values(status="cancelled")
+            )
+            await repo.record_event(
+                s,
+                comp.order_id,
+                wave_key("compensate:reservation", comp.from_shipment),
+                status=None,
+                kind="compensation",
+                detail=f"released {sum(r[1] for r in rows)} unit(s) on {len(rows)} line(s)",
+            )
+            return len(rows)

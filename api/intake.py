@@ -1,0 +1,482 @@
+"""Order intake: validate, price, persist and start, and nothing more (it is the hot path).
+
+Shared by POST /orders and the importers, so every channel passes the same rules.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from typing import Any
+
+from psycopg.errors import UniqueViolation
+from sqlalchemy import exists, func, select
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncSession
+from temporalio.client import Client
+from temporalio.common import (
+    SearchAttributePair,
+    TypedSearchAttributes,
+    WorkflowIDConflictPolicy,
+    WorkflowIDReusePolicy,
+)
+from temporalio.exceptions import WorkflowAlreadyStartedError
+
+from api.auth import Caller
+from api.errors import ProblemsError
+from db import repo
+from db.models import (
+    Channel,
+    IdempotencyKey,
+    Order,
+    OrderEvent,
+    OrderLine,
+    RejectedAttempt,
+    User,
+)
+from db.quotes import line_rows, quote
+from db.session import SessionFactory
+from domain.payloads import OrderIn, OrderWorkflowInput, Problem, RoutingRule, SlaPolicy
+from domain.search_attributes import CHANNEL, CUSTOMER, STATUS, TOTAL
+from domain.status import OrderStatus
+from services.config import Settings
+from services.temporal import workflow_id
+
+log = logging.getLogger("orderflow.api")
+
+
+class OrderStartError(RuntimeError):
+    """The order is stored but its workflow could not be started (Temporal unreachable).
+    The message is for the caller: the cause (Temporal's own text) goes to the log only."""
+
+    def __init__(self, order_id: str, cause: Exception):
+        super().__init__(f"order {order_id} is stored but its pipeline could not start")
+        self.order_id = order_id
+        log.warning("order %s stored; its workflow did not start: %r", order_id, cause)
+
+
+def request_hash(body: OrderIn) -> str:
+    fields = body.model_dump(mode="json")
+    if fields.get("allow_partial_shipment") is None:
+        del fields["allow_partial_shipment"]  # added later: keeps older keys' hashes valid
+    canonical = json.dumps(fields, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def workflow_input(
+    order_id: str,
+    customer: str,
+    channel: str,
+    total: Any,
+    settings: Settings,
+    routing: tuple[list[RoutingRule], int],
+    allow_partial: bool = False,
+    lines: int = 0,
+) -> OrderWorkflowInput:
+    """The rules in force now travel with the order for its whole life."""
+    return OrderWorkflowInput(
+        order_id=order_id,
+        customer_code=customer,
+        channel=channel,
+        total=total,
+        routing=routing[0],
+        routing_version=routing[1],
+        overdue_grace_days=settings.overdue_grace_days,
+        sla=SlaPolicy(
+            reminder_seconds=settings.approval_reminder_seconds,
+            escalation_seconds=settings.approval_escalation_seconds,
+            timeout_seconds=settings.approval_timeout_seconds,
+        ),
+        delivery_poll_seconds=settings.delivery_poll_seconds,
+        backorder_max_seconds=settings.backorder_max_seconds,
+        backorder_alert_seconds=settings.backorder_alert_seconds,
+        delivery_alert_seconds=settings.delivery_alert_seconds,
+        allow_partial=allow_partial,
+        lines=lines,
+    )
+
+
+@dataclass(frozen=True)
+class OrderCard:
+    """What the Temporal UI shows of an order before anyone opens it (its user metadata)."""
+
+    currency: str
+    requested_delivery_date: date | None = None
+
+
+# Temporal caps a summary at 400 bytes (details at 20,000): stay well under.
+SUMMARY_BYTES = 300
+
+
+def order_summary(inp: OrderWorkflowInput, card: OrderCard) -> str:
+    """'SO-0000042 · C-GLD-1 · 1,234.50 CNY · web': the line in the workflow list."""
+    total = f"{inp.total:,.2f} {card.currency}"
+    text = f"{inp.order_id} · {inp.customer_code} · {total} · {inp.channel}"
+    return text.encode()[:SUMMARY_BYTES].decode(errors="ignore")
+
+
+def order_details(inp: OrderWorkflowInput, card: OrderCard) -> str:
+    """The order as it started, in Temporal markdown (the live state is its current details)."""
+    requested = card.requested_delivery_date
+    return "\n".join(
+        [
+            f"**{inp.order_id}** for customer **{inp.customer_code}**, from channel {inp.channel}",
+            f"- {inp.lines} line{'s' if inp.lines != 1 else ''}, "
+            f"total {inp.total:,.2f} {card.currency}",
+            f"- requested delivery: {requested.isoformat() if requested else 'none given'}",
+            f"- partial shipment: {'allowed' if inp.allow_partial else 'no'}; "
+            f"routing table v{inp.routing_version}",
+        ]
+    )
+
+
+async def start_order_workflow(
+    client: Client, inp: OrderWorkflowInput, task_queue: str, card: OrderCard
+) -> None:
+    """Start the order's workflow; starting it again (a replayed request) is harmless."""
+    try:
+        await client.start_workflow(
+            "OrderWorkflow",
+            inp,
+            id=workflow_id(inp.order_id),
+            task_queue=task_queue,
+            static_summary=order_summary(inp, card),
+            static_details=order_details(inp, card),
+            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+            search_attributes=TypedSearchAttributes(
+                [
+                    SearchAttributePair(STATUS, OrderStatus.RECEIVED.value),
+                    SearchAttributePair(CUSTOMER, inp.customer_code),
+                    SearchAttributePair(CHANNEL, inp.channel),
+                    SearchAttributePair(TOTAL, float(inp.total)),
+                ]
+            ),
+        )
+    except WorkflowAlreadyStartedError:
+        pass  # it ran already and finished: nothing to do
+
+
+# The unique constraints that mean "a concurrent request with the same Idempotency-Key or
+# the same (channel, external_ref) won": read its answer. Any other violation is the
+# request's own fault and a 422 naming the rule.
+UNIQUE_VIOLATION = UniqueViolation.sqlstate
+RACE_CONSTRAINTS = frozenset({"pk_idempotency_keys", "uq_orders_channel_external_ref"})
+# Rules the database enforces that a request can still break (the API's types keep most
+# out): where to point the caller and what the rule says.
+RULES: dict[str, tuple[list[str | int], str]] = {
+    "total_non_negative": (["body", "lines"], "the order total must not be negative"),
+    "quantity_positive": (["body", "lines"], "every line's quantity must be above 0"),
+}
+
+
+def _integrity_problem(err: IntegrityError) -> tuple[bool, Problem]:
+    """(is it an idempotency race, the problem to report if not), without driver text."""
+    diag = getattr(err.orig, "diag", None)
+    constraint = getattr(diag, "constraint_name", None) or "unknown"
+    table = getattr(diag, "table_name", None)
+    race = getattr(err.orig, "sqlstate", None) == UNIQUE_VIOLATION and (
+        constraint in RACE_CONSTRAINTS
+    )
+    loc, message = RULES.get(
+        constraint,
+        (["body"], f"the order breaks the rule {table + '.' if table else ''}{constraint}"),
+    )
+    return race, Problem(loc=loc, code=constraint, message=message)
+
+
+async def _existing(
+    session: AsyncSession,
+    scope: str | None,
+    key: str | None,
+    digest: str,
+    channel: str,
+    external_ref: str | None,
+) -> dict[str, Any] | None:
+    # The order by (channel, external_ref) is read BEFORE the key. An order and its key are
+    # committed together, so once the order is visible its key is too. Read the other way
+    # round, a concurrent request could commit between the two reads: the key is missed,
+    # the order found, and this delivery answered in the other shape (the race behind
+    # "concurrent deliveries do not always get the same answer").
+    by_ref = None
+    if external_ref is not None:
+        by_ref = (
+            await session.scalars(
+                select(Order).where(Order.channel == channel, Order.external_ref == external_ref)
+            )
+        ).first()
+    if key is not None:
+        found = await session.get(IdempotencyKey, (scope, key))
+        if found is not None:
+            if found.request_hash != digest:
+                raise ProblemsError(
+                    [
+                        Problem(
+                            loc=["header", "Idempotency-Key"],
+                            code="idempotency_key_reused",
+                            message="this Idempotency-Key was already used with a different body",
+                        )
+                    ]
+                )
+            return found.response
+    if by_ref is not None:
+        return {
+            "id": by_ref.id,
+            "status": by_ref.status,
+            "duplicate_of_external_ref": True,
+            "customer_code": by_ref.customer_code,
+            "channel": by_ref.channel,
+            "external_ref": external_ref,
+            "total": str(by_ref.total),
+        }
+    return None
+
+
+async def create_order(
+    sessions: SessionFactory,
+    client: Client,
+    settings: Settings,
+    body: OrderIn,
+    *,
+    idempotency_key: str | None,
+    actor: str,
+    scope: str | None = None,
+) -> tuple[dict[str, Any], bool]:
+    """Create and start an order; returns (answer, created). Raises ProblemsError on 422.
+
+    `scope` says whose `idempotency_key` it is (`Caller.scope`, or `channel:NAME` for a
+    signed webhook): another caller's key is simply another key."""
+    if idempotency_key is not None and not scope:
+        raise ValueError("an Idempotency-Key needs the caller's scope")
+    digest = request_hash(body)
+    for _ in range(3):
+        async with sessions() as session:
+            previous = await _existing(
+                session, scope, idempotency_key, digest, body.channel, body.external_ref
+            )
+            if previous is not None:
+                try:  # a replay of an order stored during an outage starts it
+                    await _ensure_started(session, client, settings, previous["id"])
+                except SQLAlchemyError:
+                    raise  # PostgreSQL's outage, answered as such
+                except Exception as err:  # Temporal down: the same answer as the first time
+                    raise OrderStartError(previous["id"], err) from err
+                return previous, False
+            try:
+                answer, inp = await _persist(
+                    session, settings, body, digest, scope, idempotency_key, actor
+                )
+            except IntegrityError as err:
+                await session.rollback()
+                race, problem = _integrity_problem(err)
+                if not race:
+                    raise ProblemsError([problem]) from None
+                # A concurrent request with the same key or external reference won: its
+                # answer is committed now (the unique check waited for it); read it.
+                continue
+        card = OrderCard(answer["currency"], body.requested_delivery_date)
+        try:
+            await start_order_workflow(client, inp, settings.task_queue, card)
+        except Exception as err:  # Temporal down: the order is safe, a retry starts it
+            raise OrderStartError(answer["id"], err) from err
+        return answer, True
+    raise ProblemsError(
+        [
+            Problem(
+                loc=["header", "Idempotency-Key"],
+                code="idempotency_race",
+                message="a concurrent request with this key or external_ref has not settled; "
+                "send the same request again",
+            )
+        ],
+        status_code=409,
+    )
+
+
+async def check_channel(session: AsyncSession, user: Caller, body: OrderIn) -> OrderIn:
+    """Who may post for `body.channel` (and so take its external refs): a channel token only
+    for its own channel (a body without `channel` means that one); a webhook channel only
+    through its signed webhook, its own tokens or admin. 403 naming `channel` otherwise."""
+
+    def refuse(message: str) -> ProblemsError:
+        return ProblemsError(
+            [Problem(loc=["body", "channel"], code="channel_not_allowed", message=message)],
+            status_code=403,
+        )
+
+    if user.role == "channel":
+        if user.channel is None:
+            raise refuse(f"channel token {user.name} is bound to no channel; create a new one")
+        if "channel" not in body.model_fields_set:
+            return body.model_copy(update={"channel": user.channel})
+        if body.channel != user.channel:
+            raise refuse(f"this token posts for channel {user.channel} only, not {body.channel}")
+        return body
+    await check_webhook_channel(session, user, body.channel)
+    return body
+
+
+async def check_webhook_channel(session: AsyncSession, user: Caller, channel: str) -> None:
+    """An integration's channel (a webhook channel, or one an active channel token is bound
+    to) takes orders, and so external refs, only from its signed webhook, its own channel
+    tokens or admin: 403 naming `channel` for anyone else (an import or a sales user posting
+    as that channel, who could otherwise take its external refs first)."""
+    if user.role in ("admin", "channel"):
+        return
+    webhook = await session.get(Channel, channel) is not None
+    bound = webhook or bool(
+        await session.scalar(select(exists().where(User.channel == channel, User.active)))
+    )
+    if bound:
+        kind = "a webhook channel" if webhook else "an integration's channel"
+        raise ProblemsError(
+            [
+                Problem(
+                    loc=["body", "channel"],
+                    code="channel_not_allowed",
+                    message=f"{channel} is {kind}: its orders come through its "
+                    "signed webhook or its own channel tokens",
+                )
+            ],
+            status_code=403,
+        )
+
+
+async def _ensure_started(
+    session: AsyncSession, client: Client, settings: Settings, order_id: str
+) -> None:
+    order = await session.get(Order, order_id)
+    if order is None or order.status != OrderStatus.RECEIVED.value:
+        return
+    inp = workflow_input(
+        order.id,
+        order.customer_code,
+        order.channel,
+        order.total,
+        settings,
+        await repo.load_routing(session),
+        order.allow_partial,
+        await session.scalar(select(func.count()).where(OrderLine.order_id == order.id)) or 0,
+    )
+    card = OrderCard(order.currency, order.requested_delivery_date)
+    await start_order_workflow(client, inp, settings.task_queue, card)
+
+
+async def _persist(
+    session: AsyncSession,
+    settings: Settings,
+    body: OrderIn,
+    digest: str,
+    scope: str | None,
+    key: str | None,
+    actor: str,
+) -> tuple[dict[str, Any], OrderWorkflowInput]:
+    q = await quote(session, body, datetime.now(UTC).date())
+    if q.problems:
+        session.add(
+            RejectedAttempt(
+                actor=actor,
+                channel=body.channel,
+                customer_code=body.customer_code,
+                body=body.model_dump(mode="json"),
+                problems=[p.model_dump() for p in q.problems],
+            )
+        )
+        await session.commit()
+        raise ProblemsError(q.problems, extra=q.availability)
+    customer_row, priced, availability = q.customer, q.priced, q.availability
+    assert customer_row is not None and priced is not None
+    routing = (q.snapshot.routing, q.routing_version)
+    ship_to = (
+        body.ship_to.model_dump()
+        if body.ship_to
+        else {
+            "line1": customer_row.address_line1,
+            "city": customer_row.city,
+            "postal_code": customer_row.postal_code,
+            "country": customer_row.country,
+        }
+    )
+    allow_partial = (
+        customer_row.allow_partial_shipment
+        if body.allow_partial_shipment is None
+        else body.allow_partial_shipment
+    )
+    order_id = await repo.next_order_id(session)
+    session.add(
+        Order(
+            id=order_id,
+            customer_code=customer_row.code,
+            channel=body.channel,
+            external_ref=body.external_ref,
+            status=OrderStatus.RECEIVED.value,
+            subtotal=priced.subtotal,
+            order_discount=priced.order_discount,
+            total=priced.total,
+            currency=settings.currency,
+            ship_to=ship_to,
+            requested_delivery_date=body.requested_delivery_date,
+            special_instructions=body.special_instructions or None,
+            price_rules_version=q.rules_label,
+            created_by=actor,
+            allow_partial=allow_partial,
+        )
+    )
+    await session.flush()
+    session.add_all(line_rows(order_id, priced))
+    session.add(
+        OrderEvent(
+            order_id=order_id,
+            step_key="received",
+            status=OrderStatus.RECEIVED.value,
+            actor=actor,
+            detail=f"received from {body.channel}",
+        )
+    )
+    answer = {
+        "id": order_id,
+        "status": OrderStatus.RECEIVED.value,
+        "customer_code": customer_row.code,
+        "channel": body.channel,
+        "external_ref": body.external_ref,
+        "subtotal": str(priced.subtotal),
+        "order_discount": str(priced.order_discount),
+        "total": str(priced.total),
+        "currency": settings.currency,
+        "lines": [
+            {
+                "line_no": p.line_no,
+                "sku": p.sku,
+                "quantity": p.quantity,
+                "unit_price": str(p.unit_price),
+                "line_total": str(p.line_total),
+                "price_rule": p.price_rule,
+                "override_deviation": None
+                if p.override_deviation is None
+                else str(p.override_deviation),
+                **{k: v for k, v in availability[i].items() if k != "sku"},
+            }
+            for i, p in enumerate(priced.lines)
+        ],
+    }
+    if key is not None:
+        session.add(
+            IdempotencyKey(
+                scope=scope, key=key, request_hash=digest, order_id=order_id, response=answer
+            )
+        )
+    await session.commit()
+    inp = workflow_input(
+        order_id,
+        customer_row.code,
+        body.channel,
+        priced.total,
+        settings,
+        routing,
+        allow_partial,
+        len(priced.lines),
+    )
+    return answer, inp

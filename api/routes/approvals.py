@@ -1,0 +1,53 @@
+"""GET /approvals: the caller's inbox, oldest first, with why and how long."""
+
+from datetime import UTC, datetime
+
+from fastapi import APIRouter
+from sqlalchemy import Select, select
+
+from api.deps import CurrentUser, SessionDep
+from db.models import Approval, Order
+from domain.payloads import Model, Money
+
+router = APIRouter(prefix="/approvals", tags=["approvals"])
+
+
+class InboxItem(Model):
+    order_id: str
+    level: int
+    role: str
+    reason: str
+    customer_code: str
+    total: Money
+    requested_at: datetime
+    waiting_seconds: int
+
+
+def pending_for(role: str) -> Select[tuple[Approval, Order]]:
+    """The levels waiting for `role` (admin: every role), oldest first; the API and /ui."""
+    q = (
+        select(Approval, Order)
+        .join(Order, Order.id == Approval.order_id)
+        .where(Approval.status == "pending")
+        .order_by(Approval.requested_at, Approval.id)
+    )
+    return q if role == "admin" else q.where(Approval.role == role)
+
+
+@router.get("")
+async def inbox(session: SessionDep, user: CurrentUser) -> list[InboxItem]:
+    q = pending_for(user.role).limit(500)
+    now = datetime.now(UTC)
+    return [
+        InboxItem(
+            order_id=o.id,
+            level=a.level,
+            role=a.role,
+            reason=a.reason,
+            customer_code=o.customer_code,
+            total=o.total,
+            requested_at=a.requested_at,
+            waiting_seconds=int((now - a.requested_at).total_seconds()),
+        )
+        for a, o in (await session.execute(q)).all()
+    ]

@@ -1,0 +1,366 @@
+"""Spreadsheet imports: upload, progress, result file, template."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import logging
+from datetime import datetime
+from typing import Annotated, Any
+from urllib.parse import quote
+
+from fastapi import APIRouter, Depends, File, Form, HTTPException, Request, UploadFile
+from fastapi.responses import JSONResponse, Response
+from openpyxl import Workbook
+from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+from starlette.datastructures import Headers
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from temporalio.common import WorkflowIDReusePolicy
+
+from activities.imports import reject_group
+from api.deps import Caller, SessionDep, StateDep, require
+from api.errors import responses
+from api.intake import check_webhook_channel
+from api.outages import RETRY_AFTER_S, temporal_outage
+from db.models import Import, ImportRow
+from domain.payloads import ImportInput, Model
+from domain.sheets import (
+    COLUMN_HELP,
+    COLUMNS,
+    OrderGroup,
+    Sheet,
+    SheetError,
+    SheetLimits,
+    group_orders,
+    read_sheet,
+)
+from domain.types import DbId
+from services.config import Settings
+
+router = APIRouter(prefix="/imports", tags=["imports"], responses=responses(404))
+XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+Importer = Annotated[Caller, Depends(require("sales"))]
+# Small files are answered with their summary; larger ones with 202 and a progress URL.
+WAIT_FOR_SMALL_IMPORTS_S = 10.0
+# Sheets parsed at once, each in a thread (never on the event loop): each is bounded by
+# the limits, and this bounds how many of them share the memory.
+PARALLEL_PARSES = 1
+FILENAME_MAX = 300  # imports.filename
+# Multipart framing around the file: boundaries, part headers, the `channel` field.
+FORM_OVERHEAD = 64 * 1024
+log = logging.getLogger("orderflow.api")
+
+
+class UploadTooLarge(HTTPException):
+    def __init__(self, detail: str):
+        super().__init__(413, detail)
+
+
+class UploadLimit:
+    """413 for an upload larger than `import_max_bytes` (plus the form's framing) before its
+    form is parsed: by Content-Length, before a byte is read; without one (chunked) or when
+    it lies, as soon as the body passes the limit. Starlette would otherwise spool the whole
+    body to disk before the route could look at it."""
+
+    def __init__(self, app: ASGIApp):
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if not (
+            scope["type"] == "http"
+            and scope["method"] == "POST"
+            and scope["path"].rstrip("/") == router.prefix
+        ):
+            await self.app(scope, receive, send)
+            return
+        max_bytes = scope["app"].state.orderflow.settings.import_max_bytes
+        limit = max_bytes + FORM_OVERHEAD
+        too_large = f"the upload is over the limit of {_size(max_bytes)} per file (split it)"
+        declared = Headers(scope=scope).get("content-length")
+        if declared is not None and (not declared.isascii() or not declared.isdigit()):
+            response = JSONResponse({"detail": "Content-Length must be a number of bytes"}, 400)
+            await response(scope, receive, send)
+            return
+        # (Past 18 digits it is over any limit; int() of thousands of digits would raise.)
+        size = int(declared) if declared is not None and len(declared) <= 18 else None
+        if declared is not None and (size is None or size > limit):
+            response = JSONResponse(
+                {
+                    "detail": f"the upload is {_size(size) if size else 'over an exabyte'}; "
+                    f"the limit is {_size(max_bytes)} per file (split it)"
+                },
+                413,
+            )
+            await response(scope, receive, send)
+            return
+        received = 0
+
+        async def capped() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    raise UploadTooLarge(too_large)  # FastAPI answers it while parsing
+            return message
+
+        await self.app(scope, capped, send)
+
+
+def _size(n: int) -> str:
+    return f"{n / 2**20:.1f} MB" if n % 2**20 else f"{n // 2**20} MB"
+
+
+class ImportSummary(Model):
+    id: int
+    filename: str
+    channel: str
+    status: str
+    rows: int
+    orders: int
+    orders_created: int
+    orders_duplicate: int
+    orders_rejected: int
+    rows_rejected: int
+    rows_pending: int
+    created_at: datetime
+    finished_at: datetime | None
+    result_url: str
+
+
+def _xlsx(wb: Workbook, filename: str) -> Response:
+    buf = io.BytesIO()
+    wb.save(buf)
+    return Response(
+        buf.getvalue(), media_type=XLSX, headers={"Content-Disposition": attachment(filename)}
+    )
+
+
+def attachment(filename: str) -> str:
+    """Content-Disposition for any file name: an ASCII fallback for old clients, and the
+    name itself as RFC 5987 `filename*` (HTTP headers are Latin-1 at best)."""
+    fallback = "".join(
+        ch if ch.isascii() and ch.isprintable() and ch not in '"\\;' else "_" for ch in filename
+    )
+    return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(filename, safe='')}"
+
+
+def clean_filename(name: str | None) -> str:
+    """The uploaded file's own name (no folders, no control characters), as stored."""
+    base = (name or "").replace("\\", "/").rsplit("/", 1)[-1]
+    base = "".join(ch for ch in base if ch.isprintable()).strip()
+    return base[:FILENAME_MAX] or "upload"
+
+
+def _limits(settings: Settings) -> SheetLimits:
+    return SheetLimits(
+        max_bytes=settings.import_max_bytes,
+        max_rows=settings.import_max_rows,
+        max_unzipped_bytes=settings.import_max_unzipped_bytes,
+    )
+
+
+def _read_and_group(
+    filename: str, content: bytes, channel: str, limits: SheetLimits
+) -> tuple[Sheet, list[OrderGroup]]:
+    sheet = read_sheet(filename, content, limits)
+    return sheet, group_orders(sheet, channel)
+
+
+def _parsers(request: Request) -> asyncio.Semaphore:
+    state = request.app.state
+    if getattr(state, "sheet_parsers", None) is None:
+        state.sheet_parsers = asyncio.Semaphore(PARALLEL_PARSES)
+    return state.sheet_parsers  # type: ignore[no-any-return]
+
+
+@router.get("/template.xlsx")
+async def template() -> Response:
+    """An empty order sheet with an example row, and a sheet explaining each column."""
+    wb = Workbook()
+    ws = wb.active
+    assert ws is not None
+    ws.title = "orders"
+    ws.append(list(COLUMNS))
+    ws.append(
+        ["PO-1001", "C-GLD-1", "WID-001", 10, None, None, None, None, None, "2030-01-31", None]
+    )
+    ws.append(
+        ["PO-1001", "C-GLD-1", "BOLT-M6", 20, "3.90", None, None, None, None, "2030-01-31", None]
+    )
+    help_ws = wb.create_sheet("columns")
+    help_ws.append(["column", "meaning"])
+    for col in COLUMNS:
+        help_ws.append([col, COLUMN_HELP[col]])
+    return _xlsx(wb, "orderflow-import-template.xlsx")
+
+
+async def summary(session: SessionDep, imp: Import) -> ImportSummary:
+    counts = dict(
+        (
+            await session.execute(
+                select(ImportRow.status, func.count())
+                .where(ImportRow.import_id == imp.id)
+                .group_by(ImportRow.status)
+            )
+        ).all()
+    )
+    orders = dict(
+        (
+            await session.execute(
+                select(ImportRow.status, func.count(func.distinct(ImportRow.external_ref)))
+                .where(ImportRow.import_id == imp.id)
+                .group_by(ImportRow.status)
+            )
+        ).all()
+    )
+    return ImportSummary(
+        id=imp.id,
+        filename=imp.filename,
+        channel=imp.channel,
+        status=imp.status,
+        rows=imp.total_rows,
+        orders=imp.total_orders,
+        orders_created=orders.get("created", 0),
+        orders_duplicate=orders.get("duplicate", 0),
+        orders_rejected=orders.get("rejected", 0),
+        rows_rejected=counts.get("rejected", 0),
+        rows_pending=counts.get("pending", 0),
+        created_at=imp.created_at,
+        finished_at=imp.finished_at,
+        result_url=f"/imports/{imp.id}/result.xlsx",
+    )
+
+
+@router.post("", status_code=201, responses=responses(413))
+async def upload(
+    request: Request,
+    state: StateDep,
+    user: Importer,
+    file: Annotated[UploadFile, File(description=".xlsx or .csv, one row per order line")],
+    channel: Annotated[str, Form(pattern=r"^[a-z0-9][a-z0-9_-]{1,39}$")] = "import",
+) -> JSONResponse:
+    """Check the file, keep its rows, and start an ImportWorkflow for them."""
+    filename = clean_filename(file.filename)
+    async with state.sessions() as s:
+        await check_webhook_channel(s, user, channel)
+    limits = _limits(state.settings)
+    try:
+        # One upload in memory per parser slot (the form spooled it to disk); parsing is
+        # CPU work: in a thread, so every other request keeps being answered.
+        async with _parsers(request):
+            content = await file.read(limits.max_bytes + 1)
+            sheet, groups = await asyncio.to_thread(
+                _read_and_group, filename, content, channel, limits
+            )
+            del content  # read; the handler may yet wait seconds for a small import
+    except SheetError as err:
+        raise HTTPException(err.status, f"{filename}: {err}") from None
+    row_of = dict(zip(sheet.row_nos, sheet.rows, strict=True))
+    async with state.sessions() as s:
+        imp = Import(
+            filename=filename,
+            channel=channel,
+            created_by=user.name,
+            created_by_id=user.id,
+            status="running",
+            total_rows=len(sheet.rows),
+            total_orders=len(groups),
+            header=sheet.header,
+        )
+        s.add(imp)
+        await s.flush()
+        for g in groups:
+            rows = [
+                ImportRow(
+                    import_id=imp.id,
+                    row_no=n,
+                    external_ref=g.external_ref,
+                    cells=row_of[n],
+                    status="pending",
+                )
+                for n in g.row_nos
+            ]
+            if g.doc is None:
+                reject_group(rows, g.errors)
+            s.add_all(rows)
+        await s.commit()
+        import_id = imp.id
+    try:
+        handle = await state.client.start_workflow(
+            "ImportWorkflow",
+            ImportInput(import_id=import_id),
+            id=f"import-{import_id}",
+            task_queue=state.settings.task_queue,
+            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+        )
+    except Exception as err:
+        if not temporal_outage(err):
+            raise
+        # Stored: the worker's recovery starts it once Temporal answers. Sending the file
+        # again would import it twice, so the answer says where to follow this one.
+        log.warning("import %s stored; its workflow did not start: %r", import_id, err)
+        raise HTTPException(
+            503,
+            f"import {import_id} is stored and starts by itself once the workflow service "
+            f"answers again: follow GET /imports/{import_id}; do not upload it again",
+            headers={"Retry-After": str(RETRY_AFTER_S)},
+        ) from None
+    try:
+        await asyncio.wait_for(handle.result(), WAIT_FOR_SMALL_IMPORTS_S)
+        code = 201
+    except TimeoutError:
+        code = 202  # still running: follow GET /imports/{id}
+    async with state.sessions() as s:
+        done = await summary(s, await s.get_one(Import, import_id))
+    return JSONResponse(status_code=code, content=done.model_dump(mode="json"))
+
+
+async def _visible(session: AsyncSession, import_id: int, user: Caller) -> Import:
+    """The import, if this caller may see it: its owner and admins; 404 for everyone else
+    (the same answer as for no import, so ids of others' imports tell nothing)."""
+    imp = await session.get(Import, import_id)
+    if imp is None or (user.role != "admin" and not _owns(imp, user)):
+        raise HTTPException(404, f"no import {import_id}")
+    return imp
+
+
+def _owns(imp: Import, user: Caller) -> bool:
+    """By user id (names are not unique); by name only for imports made before ids were
+    recorded whose name matched no single user (migration 0008)."""
+    if imp.created_by_id is not None:
+        return imp.created_by_id == user.id
+    return imp.created_by == user.name
+
+
+@router.get("/{import_id}")
+async def get_import(import_id: DbId, session: SessionDep, user: Importer) -> ImportSummary:
+    return await summary(session, await _visible(session, import_id, user))
+
+
+@router.get("/{import_id}/result.xlsx")
+async def result(import_id: DbId, session: SessionDep, user: Importer) -> Response:
+    """The sheet as uploaded, plus what happened to each row and why."""
+    imp = await _visible(session, import_id, user)
+    wb = Workbook()
+    ws = wb.active
+    assert ws is not None
+    ws.title = "result"
+    ws.append([*(_safe(h) for h in imp.header), "status", "order_id", "message"])
+    rows = await session.scalars(
+        select(ImportRow).where(ImportRow.import_id == imp.id).order_by(ImportRow.row_no)
+    )
+    for r in rows:
+        ws.append([*(_safe(v) for v in r.cells), r.status, r.order_id, _safe(r.message)])
+    return _xlsx(wb, f"{imp.filename.rsplit('.', 1)[0]}-result.xlsx")
+
+
+def _safe(value: Any) -> Any:
+    """Never write a formula back into a sheet a person will open (header cells too), nor
+    a character an .xlsx cannot hold."""
+    if not isinstance(value, str):
+        return value
+    value = ILLEGAL_CHARACTERS_RE.sub("\ufffd", value)
+    return "'" + value if value[:1] in ("=", "+", "-", "@", "\t", "\r") else value

@@ -1,0 +1,1 @@
+"""`orderflow bench`: the load driver and the skeleton baselines."""

@@ -1,0 +1,307 @@
+"""Queries shared by the API and the activities, so both read the same facts the same way."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import date
+from decimal import Decimal
+
+from sqlalchemy import func, select, text
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from db.models import (
+    Customer,
+    CustomerPrice,
+    Invoice,
+    Order,
+    OrderEvent,
+    Product,
+    Receivable,
+    Replenishment,
+    RoutingRuleRow,
+    RuleVersion,
+    Stock,
+    TierPrice,
+)
+from db.models import Promotion as PromotionRow
+from db.models import QuantityBreak as QuantityBreakRow
+from domain.facts import CreditFacts, CustomerFacts, ProductFacts, StockFacts
+from domain.payloads import RoutingRule, StatusChange
+from domain.pricing import PriceRules, Promotion, QuantityBreak
+from domain.status import UNBILLED_OPEN
+
+
+def customer_facts(
+    row: Customer | None, special_prices: dict[str, Decimal] | None = None
+) -> CustomerFacts | None:
+    if row is None:
+        return None
+    complete = all([row.address_line1, row.city, row.postal_code, row.country])
+    return CustomerFacts(
+        code=row.code,
+        tier=row.tier,
+        status=row.status,
+        credit_limit=row.credit_limit,
+        address_complete=complete,
+        special_prices=special_prices or {},
+    )
+
+
+async def rule_version(session: AsyncSession, kind: str) -> int:
+    return int(
+        await session.scalar(select(RuleVersion.version).where(RuleVersion.kind == kind)) or 0
+    )
+
+
+async def bump_version(session: AsyncSession, kind: str, actor: str) -> int:
+    """Record that pricing or routing changed; orders record the version they used."""
+    result = await session.execute(
+        insert(RuleVersion)
+        .values(kind=kind, version=1, changed_by=actor)
+        .on_conflict_do_update(
+            index_elements=[RuleVersion.kind],
+            set_={
+                "version": RuleVersion.version + 1,
+                "changed_by": actor,
+                "changed_at": func.now(),
+            },
+        )
+        .returning(RuleVersion.version)
+    )
+    return int(result.scalar_one())
+
+
+@dataclass(frozen=True)
+class RuleSnapshot:
+    """Pricing and routing data as of one pair of versions; cheap to share between requests."""
+
+    versions: dict[str, int]
+    tier_prices: dict[tuple[str, str], Decimal]
+    breaks: dict[str, tuple[QuantityBreak, ...]]
+    promotions: tuple[Promotion, ...]
+    customer_prices: dict[tuple[str, str], Decimal]
+    routing: list[RoutingRule]
+
+    def price_rules(self, tier: str, skus: Iterable[str]) -> PriceRules:
+        """The rules that can touch an order of `skus` for a customer of `tier`."""
+        wanted = set(skus)
+        return PriceRules(
+            version=f"pricing:{self.versions.get('pricing', 0)}",
+            tier_prices={
+                k: v for k, v in self.tier_prices.items() if k[0] == tier and k[1] in wanted
+            },
+            breaks=tuple(b for sku in wanted for b in self.breaks.get(sku, ())),
+            promotions=tuple(p for p in self.promotions if p.sku is None or p.sku in wanted),
+        )
+
+    def special_prices(self, customer: str, skus: Iterable[str]) -> dict[str, Decimal]:
+        return {
+            sku: self.customer_prices[(customer, sku)]
+            for sku in set(skus)
+            if (customer, sku) in self.customer_prices
+        }
+
+
+class RuleCache:
+    """Intake reads the rule versions (one small query) on every order and reloads the
+    tables only when a version moved, so an edit applies to the very next order."""
+
+    def __init__(self) -> None:
+        self._snapshot: RuleSnapshot | None = None
+
+    async def get(self, session: AsyncSession) -> RuleSnapshot:
+        versions = {
+            k: int(v)
+            for k, v in (await session.execute(select(RuleVersion.kind, RuleVersion.version))).all()
+        }
+        snap = self._snapshot
+        if snap is None or snap.versions != versions:
+            snap = await _load_snapshot(session, versions)
+            self._snapshot = snap
+        return snap
+
+
+async def _load_snapshot(session: AsyncSession, versions: dict[str, int]) -> RuleSnapshot:
+    tier_prices = (
+        await session.execute(select(TierPrice.tier, TierPrice.sku, TierPrice.unit_price))
+    ).all()
+    breaks: dict[str, list[QuantityBreak]] = {}
+    for b in (await session.scalars(select(QuantityBreakRow))).all():
+        breaks.setdefault(b.sku, []).append(QuantityBreak(b.sku, b.min_qty, b.percent_off))
+    promos = (await session.scalars(select(PromotionRow).where(PromotionRow.active))).all()
+    special = (
+        await session.execute(
+            select(CustomerPrice.customer_code, CustomerPrice.sku, CustomerPrice.unit_price)
+        )
+    ).all()
+    routing, _ = await load_routing(session)
+    return RuleSnapshot(
+        versions=versions,
+        tier_prices={(t, sku): price for t, sku, price in tier_prices},
+        breaks={sku: tuple(rows) for sku, rows in breaks.items()},
+        promotions=tuple(
+            Promotion(p.code, p.kind, p.value, p.starts, p.ends, p.sku) for p in promos
+        ),
+        customer_prices={(c, sku): price for c, sku, price in special},
+        routing=routing,
+    )
+
+
+async def load_routing(session: AsyncSession) -> tuple[list[RoutingRule], int]:
+    rows = (
+        await session.scalars(
+            select(RoutingRuleRow).order_by(RoutingRuleRow.position, RoutingRuleRow.id)
+        )
+    ).all()
+    rules = [
+        RoutingRule(
+            condition=r.condition,
+            role=r.role,
+            position=r.position,  # type: ignore[arg-type]
+            threshold=r.threshold,
+            on_timeout=r.on_timeout,
+        )  # type: ignore[arg-type]
+        for r in rows
+    ]
+    return rules, await rule_version(session, "routing")
+
+
+async def load_products(session: AsyncSession, skus: Iterable[str]) -> dict[str, ProductFacts]:
+    rows = (await session.scalars(select(Product).where(Product.sku.in_(set(skus))))).all()
+    return {
+        p.sku: ProductFacts(
+            sku=p.sku,
+            active=p.active,
+            unit_price=p.unit_price,
+            floor_price=p.floor_price,
+            pack_size=p.pack_size,
+            min_order_qty=p.min_order_qty,
+            make_to_order=p.make_to_order,
+        )
+        for p in rows
+    }
+
+
+async def load_stock(session: AsyncSession, skus: Iterable[str]) -> dict[str, StockFacts]:
+    """Available now, and the expected date of the next open replenishment, per SKU."""
+    next_receipt = (
+        select(func.min(Replenishment.expected_date))
+        .where(Replenishment.sku == Stock.sku, Replenishment.status == "open")
+        .scalar_subquery()
+    )
+    rows = (
+        await session.execute(
+            select(Stock.sku, Stock.on_hand - Stock.reserved, next_receipt).where(
+                Stock.sku.in_(set(skus))
+            )
+        )
+    ).all()
+    return {sku: StockFacts(available=avail, next_receipt=nxt) for sku, avail, nxt in rows}
+
+
+async def load_credit(
+    session: AsyncSession, customer_code: str, today: date, exclude_order: str | None = None
+) -> CreditFacts:
+    """Open receivables, unbilled open orders (other than `exclude_order`), worst overdue days."""
+    rec = (
+        await session.execute(
+            select(
+                func.coalesce(func.sum(Receivable.open_amount), 0),
+                func.min(Receivable.due_date),
+            ).where(Receivable.customer_code == customer_code, Receivable.open_amount > 0)
+        )
+    ).one()
+    # An open order that shipped part of itself (partial shipment) is billed for that part.
+    billed = (
+        select(func.coalesce(func.sum(Invoice.amount), 0))
+        .where(Invoice.order_id == Order.id, Invoice.credited.is_(False))
+        .correlate(Order)
+        .scalar_subquery()
+    )
+    open_q = select(func.coalesce(func.sum(Order.total - billed), 0)).where(
+        Order.customer_code == customer_code,
+        Order.status.in_([s.value for s in UNBILLED_OPEN]),
+    )
+    if exclude_order is not None:
+        open_q = open_q.where(Order.id != exclude_order)
+    unbilled = await session.scalar(open_q)
+    oldest_due: date | None = rec[1]
+    overdue = max((today - oldest_due).days, 0) if oldest_due else 0
+    return CreditFacts(
+        open_receivables=Decimal(rec[0]),
+        unbilled_open_orders=Decimal(unbilled or 0),
+        max_days_overdue=overdue,
+    )
+
+
+async def record_event(
+    session: AsyncSession,
+    order_id: str,
+    step_key: str,
+    *,
+    status: str | None,
+    detail: str = "",
+    actor: str = "system",
+    kind: str = "status",
+) -> bool:
+    """Append a timeline event once per step key; False when it was already written."""
+    result = await session.execute(
+        insert(OrderEvent)
+        .values(
+            order_id=order_id,
+            step_key=step_key,
+            status=status,
+            detail=detail,
+            actor=actor,
+            kind=kind,
+        )
+        .on_conflict_do_nothing(constraint="uq_order_events_step")
+        .returning(OrderEvent.id)
+    )
+    return result.first() is not None
+
+
+@dataclass(frozen=True)
+class Moved:
+    """An order changed status: from what, after how long in it."""
+
+    order_id: str
+    previous: str
+    status: str
+    seconds: float
+
+
+async def apply_status(session: AsyncSession, change: StatusChange) -> Moved | None:
+    """Move an order to a status with its timeline event; a replayed step changes nothing
+    (and answers None)."""
+    fresh = await record_event(
+        session,
+        change.order_id,
+        change.step_key,
+        status=change.status.value,
+        detail=change.detail,
+        actor=change.actor,
+    )
+    if not fresh:
+        return None
+    row = (
+        await session.execute(
+            text(
+                "UPDATE orders o SET status = :status, awaiting_role = :role, updated_at = now() "
+                "FROM (SELECT id, status, updated_at FROM orders WHERE id = :id FOR UPDATE) old "
+                "WHERE o.id = old.id "
+                "RETURNING old.status, extract(epoch FROM now() - old.updated_at)"
+            ),
+            {"status": change.status.value, "role": change.awaiting_role, "id": change.order_id},
+        )
+    ).one()
+    moved = Moved(change.order_id, row[0], change.status.value, max(float(row[1]), 0.0))
+    session.info.setdefault("moved", []).append(moved)
+    return moved
+
+
+async def next_order_id(session: AsyncSession) -> str:
+    n = await session.scalar(text("SELECT nextval('order_number_seq')"))
+    return f"SO-{n:07d}"

@@ -1,0 +1,196 @@
+"""The order worker: registers the workflow and every activity on the task queue."""
+
+from __future__ import annotations
+
+import asyncio
+import compileall
+import contextlib
+import logging
+import os
+import signal
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import timedelta
+from pathlib import Path
+
+import httpx
+from prometheus_client import start_http_server
+from temporalio.client import Client
+from temporalio.worker import UnsandboxedWorkflowRunner, Worker
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
+
+import workflows as workflows_package
+from activities.approvals import ApprovalActivities
+from activities.billing import BillingActivities
+from activities.fulfil import FulfilActivities
+from activities.imports import ImportActivities
+from activities.intake import IntakeActivities
+from activities.inventory import InventoryActivities
+from activities.notify import NotifyActivities
+from activities.orders import OrderActivities
+from activities.shipping import Carrier, ShippingActivities, SimulatedCarrier
+from activities.warehouse import WarehouseActivities
+from db.session import SessionFactory, make_engine, make_session_factory
+from services.config import Settings
+from services.recovery import Recovery
+from services.temporal import connect, metrics_runtime
+from workers.interceptors import FailureAlerts
+from workflows.alert import AlertWorkflow
+from workflows.imports import ImportWorkflow
+from workflows.order import OrderWorkflow
+
+log = logging.getLogger("orderflow.worker")
+
+
+def activities_for(
+    sessions: SessionFactory, settings: Settings, carrier: Carrier, http: httpx.AsyncClient
+) -> list[object]:
+    """Every activity method, bound to real dependencies."""
+    db = [
+        cls(sessions, settings)
+        for cls in (
+            IntakeActivities,
+            ApprovalActivities,
+            InventoryActivities,
+            WarehouseActivities,
+            BillingActivities,
+            OrderActivities,
+            ImportActivities,
+        )
+    ]
+    shipping = ShippingActivities(sessions, settings, carrier)
+    notify = NotifyActivities(sessions, settings, http)
+    fulfil = FulfilActivities(sessions, settings, shipping)
+    found: list[object] = []
+    for obj in [*db, shipping, notify, fulfil]:
+        for name in dir(obj):
+            fn = getattr(obj, name)
+            if callable(fn) and hasattr(fn, "__temporal_activity_definition"):
+                found.append(fn)
+    return found
+
+
+def default_carrier(settings: Settings) -> SimulatedCarrier:
+    return SimulatedCarrier(
+        settings.carrier_transit_seconds,
+        settings.carrier_mode,
+        settings.carrier_delay_seconds,
+        ledger=settings.carrier_ledger,
+    )
+
+
+def precompile_workflows() -> None:
+    """Write the workflow modules' bytecode. The sandbox executes them afresh for every
+    workflow it starts; without a .pyc (PYTHONDONTWRITEBYTECODE, a fresh install) that meant
+    compiling the source each time, a fifth of the worker's CPU under load."""
+    folder = Path(workflows_package.__file__).parent
+    with contextlib.suppress(OSError):
+        compileall.compile_dir(str(folder), quiet=2)
+
+
+@asynccontextmanager
+async def order_worker(
+    client: Client,
+    sessions: SessionFactory,
+    settings: Settings,
+    *,
+    task_queue: str | None = None,
+    carrier: Carrier | None = None,
+) -> AsyncIterator[Worker]:
+    """A running worker for the order pipeline; stops (gracefully) when the block exits."""
+    queue = task_queue or settings.task_queue
+    precompile_workflows()
+    async with httpx.AsyncClient(timeout=10) as http:
+        worker = Worker(
+            client,
+            task_queue=queue,
+            workflows=[OrderWorkflow, AlertWorkflow, ImportWorkflow],
+            # The sandbox re-imports the workflow modules for every new order (about a
+            # quarter of the worker's CPU); trusted code with replay tests may run without.
+            workflow_runner=SandboxedWorkflowRunner()
+            if settings.workflow_sandbox
+            else UnsandboxedWorkflowRunner(),
+            interceptors=[FailureAlerts(client, queue, settings.alert_after_attempts)],
+            activities=activities_for(
+                sessions, settings, carrier or default_carrier(settings), http
+            ),
+            max_concurrent_workflow_tasks=settings.max_concurrent_workflow_tasks,
+            max_concurrent_activities=settings.max_concurrent_activities,
+            max_concurrent_local_activities=settings.max_concurrent_local_activities,
+            max_cached_workflows=settings.max_cached_workflows,
+            # SIGTERM (a deploy, Ctrl-C on `up`): activities in flight get this long to
+            # finish before they are cancelled; workflow tasks stop at once and resume on
+            # another worker from their history.
+            graceful_shutdown_timeout=timedelta(seconds=settings.worker_graceful_shutdown_seconds),
+        )
+        async with worker:
+            yield worker
+
+
+async def run(settings: Settings) -> None:
+    """Run a worker until SIGINT/SIGTERM."""
+    if settings.worker_nice and hasattr(os, "nice"):
+        os.nice(settings.worker_nice)
+    sdk_bind = (
+        f"{settings.host}:{settings.worker_sdk_metrics_port}"
+        if settings.worker_sdk_metrics_port
+        else None
+    )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    client = await _connect_patiently(settings, sdk_bind, stop)
+    if client is None:
+        return
+    if settings.worker_metrics_port:
+        start_http_server(settings.worker_metrics_port, addr=settings.host)
+    engine = make_engine(settings.resolved_database_url)
+    try:
+        await serve(client, make_session_factory(engine), settings, stop)
+    finally:
+        await engine.dispose()
+    log.info("worker stopped")
+
+
+async def serve(
+    client: Client, sessions: SessionFactory, settings: Settings, stop: asyncio.Event
+) -> None:
+    """The worker and its recovery loop (stranded orders and imports are started every
+    `recovery_interval_seconds`) until `stop` is set."""
+    async with order_worker(client, sessions, settings):
+        log.info("worker polling task queue %s", settings.task_queue)
+        recovery = asyncio.create_task(Recovery(sessions, client, settings).run())
+        try:
+            await stop.wait()
+            log.info(
+                "worker stopping: activities in flight get up to %.0f s to finish",
+                settings.worker_graceful_shutdown_seconds,
+            )
+        finally:
+            recovery.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await recovery
+
+
+async def _connect_patiently(
+    settings: Settings, metrics_bind: str | None, stop: asyncio.Event
+) -> Client | None:
+    """Connect to Temporal, waiting (with backoff) while it is down rather than exiting:
+    a worker started during a Temporal outage simply begins once the server answers. The
+    SDK metrics runtime binds its port: it is made once, not on every attempt."""
+    runtime = metrics_runtime(metrics_bind) if metrics_bind is not None else None
+    delay = 0.5
+    while not stop.is_set():
+        try:
+            return await connect(
+                settings.resolved_temporal_address,
+                settings.temporal_namespace,
+                runtime=runtime,
+            )
+        except Exception as err:
+            log.warning("Temporal not reachable (%s); retrying in %.0f s", err, delay)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), delay)
+            delay = min(delay * 2, 10.0)
+    return None
