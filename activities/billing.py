@@ -7,6 +7,7 @@ from decimal import Decimal
 
 from sqlalchemy import func, select, update
 from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio import activity
 
 from activities.base import DbActivities
@@ -79,17 +80,19 @@ class BillingActivities(DbActivities):
             return number
 
     @staticmethod
-    async def _amount(s, order: Order, shipment_no: int) -> Decimal:  # type: ignore[no-untyped-def]
-        shipped_value = await s.scalar(
-            select(func.coalesce(func.sum(OrderLine.unit_price * Reservation.quantity), 0))
-            .select_from(Reservation)
-            .join(OrderLine, OrderLine.id == Reservation.order_line_id)
-            .where(
-                Reservation.order_id == order.id,
-                Reservation.status == "consumed",
-                Reservation.shipment_no == shipment_no,
+    async def _amount(s: AsyncSession, order: Order, shipment_no: int) -> Decimal:
+        shipped_value = (
+            await s.execute(
+                select(func.coalesce(func.sum(OrderLine.unit_price * Reservation.quantity), 0))
+                .select_from(Reservation)
+                .join(OrderLine, OrderLine.id == Reservation.order_line_id)
+                .where(
+                    Reservation.order_id == order.id,
+                    Reservation.status == "consumed",
+                    Reservation.shipment_no == shipment_no,
+                )
             )
-        )
+        ).scalar_one()
         outstanding, ordered_value = (
             await s.execute(
                 select(
@@ -99,11 +102,13 @@ class BillingActivities(DbActivities):
             )
         ).one()
         if outstanding == 0:
-            billed = await s.scalar(
-                select(func.coalesce(func.sum(Invoice.amount), 0)).where(
-                    Invoice.order_id == order.id, Invoice.shipment_no < shipment_no
+            billed = (
+                await s.execute(
+                    select(func.coalesce(func.sum(Invoice.amount), 0)).where(
+                        Invoice.order_id == order.id, Invoice.shipment_no < shipment_no
+                    )
                 )
-            )
+            ).scalar_one()
             return q2(order.total - Decimal(billed))
         discount = (
             q2(order.order_discount * Decimal(shipped_value) / Decimal(ordered_value))
@@ -141,7 +146,7 @@ class BillingActivities(DbActivities):
             )
 
 
-async def credit_invoice(s, inv: Invoice, reason: str) -> bool:  # type: ignore[no-untyped-def]
+async def credit_invoice(s: AsyncSession, inv: Invoice, reason: str) -> bool:
     """A credit note for the whole invoice, once; it clears the open receivable."""
     fresh = await s.execute(
         insert(CreditNote)

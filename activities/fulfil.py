@@ -12,9 +12,9 @@ from __future__ import annotations
 
 from temporalio import activity
 
+from activities.assessment import AssessmentActivities
 from activities.base import DbActivities
 from activities.billing import BillingActivities
-from activities.intake import IntakeActivities
 from activities.inventory import InventoryActivities
 from activities.orders import OrderActivities
 from activities.shipping import ShippingActivities
@@ -37,7 +37,7 @@ class FulfilActivities(DbActivities):
         self, sessions: SessionFactory, settings: Settings, shipping: ShippingActivities
     ) -> None:
         super().__init__(sessions, settings)
-        self.intake = IntakeActivities(sessions, settings)
+        self.intake = AssessmentActivities(sessions, settings)
         self.inventory = InventoryActivities(sessions, settings)
         self.warehouse = WarehouseActivities(sessions, settings)
         self.billing = BillingActivities(sessions, settings)

@@ -6,53 +6,17 @@ from datetime import UTC, datetime
 
 from pydantic import ValidationError
 from sqlalchemy import func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio import activity
+from temporalio.client import Client
 
 from activities.base import DbActivities
-from api.errors import ProblemsError
-from api.intake import create_order
 from db.models import Import, ImportRow
 from domain.payloads import ImportInput, ImportProgress, OrderIn, Problem
+from domain.problems import ProblemsError
 from domain.sheets import Sheet, group_orders
-
-
-def row_messages(problems: list[Problem], row_nos: list[int]) -> dict[int, str]:
-    """Each problem on the row it belongs to: line i is the group's i-th row; order-level
-    problems go on the first row."""
-    out: dict[int, list[str]] = {}
-    for p in problems:
-        loc = [x for x in p.loc if x != "body"]
-        row = (
-            row_nos[loc[1]]
-            if len(loc) > 1
-            and loc[0] == "lines"
-            and isinstance(loc[1], int)
-            and loc[1] < len(row_nos)
-            else row_nos[0]
-        )
-        out.setdefault(row, []).append(p.message)
-    return {row: "; ".join(msgs) for row, msgs in out.items()}
-
-
-def sheet_column(loc: tuple[int | str, ...] | list[int | str]) -> str:
-    """The sheet column an OrderIn field comes from: lines.0.quantity is `quantity`,
-    ship_to.city is `ship_to_city`."""
-    parts = [str(x) for x in loc if x != "body"]
-    if parts[:1] == ["lines"] and len(parts) >= 3:
-        return parts[2]
-    if parts[:1] == ["ship_to"] and len(parts) >= 2:
-        return "ship_to_" + parts[1]
-    return parts[0] if parts else "row"
-
-
-def reject_group(rows: list[ImportRow], messages: dict[int, str]) -> None:
-    """Nothing half-imports: one bad row refuses its whole order, and says which row."""
-    bad = sorted(messages)
-    for row in rows:
-        row.status = "rejected"
-        row.message = messages.get(row.row_no) or (
-            f"not imported: row {bad[0]} of the same order has errors"
-        )
+from services.imports import reject_group, row_messages, sheet_column
+from services.intake import create_order
 
 
 class ImportActivities(DbActivities):
@@ -90,7 +54,9 @@ class ImportActivities(DbActivities):
             )
         return ImportProgress(remaining=int(remaining or 0))
 
-    async def _one(self, s, client, imp: Import, rows: list[ImportRow]) -> None:  # type: ignore[no-untyped-def]
+    async def _one(
+        self, s: AsyncSession, client: Client, imp: Import, rows: list[ImportRow]
+    ) -> None:
         row_nos = [r.row_no for r in rows]
         (group,) = group_orders(Sheet(imp.header, [r.cells for r in rows]), imp.channel, row_nos)
         if group.doc is None:

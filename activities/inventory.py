@@ -8,11 +8,12 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import func, select, update
 from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio import activity
 
 from activities.base import DbActivities
-from db import repo
-from db.models import OrderLine, Product, ProductionOrder, Reservation, Stock
+from db import repo, stock
+from db.models import OrderLine, Product, ProductionOrder, Reservation
 from domain.payloads import Compensation, OrderRef, ReserveResult, StatusChange
 from domain.status import OrderStatus, wave_key
 
@@ -90,15 +91,11 @@ class InventoryActivities(DbActivities):
         )
 
     @staticmethod
-    async def _take(s, line: OrderLine, need: int) -> int:  # type: ignore[no-untyped-def]
+    async def _take(s: AsyncSession, line: OrderLine, need: int) -> int:
         """Reserve up to `need` units of the line's SKU; answers how many it got."""
-        stock = await s.scalar(select(Stock).where(Stock.sku == line.sku).with_for_update())
-        available = stock.on_hand - stock.reserved if stock is not None else 0
-        taken = min(need, max(available, 0))
+        taken = await stock.reserve(s, line.sku, need)
         if taken <= 0:
             return 0
-        stock.reserved += taken
-        stock.updated_at = func.now()
         seq = await s.scalar(
             select(func.count())
             .select_from(Reservation)
@@ -117,7 +114,7 @@ class InventoryActivities(DbActivities):
         line.reserved_qty += taken
         return taken
 
-    async def _production_order(self, s, line: OrderLine) -> int:  # type: ignore[no-untyped-def]
+    async def _production_order(self, s: AsyncSession, line: OrderLine) -> int:
         """The line's production order, created once."""
         due = datetime.now(UTC).date() + timedelta(days=self.settings.production_lead_days)
         await s.execute(
@@ -132,11 +129,11 @@ class InventoryActivities(DbActivities):
             )
             .on_conflict_do_nothing(constraint="uq_production_orders_line")
         )
-        return int(
-            await s.scalar(
+        return (
+            await s.execute(
                 select(ProductionOrder.id).where(ProductionOrder.order_line_id == line.id)
             )
-        )
+        ).scalar_one()
 
     @activity.defn(name="inventory.release")
     async def release(self, comp: Compensation) -> int:
@@ -151,11 +148,7 @@ class InventoryActivities(DbActivities):
                 )
             ).all()
             for sku, qty, line_id in sorted(rows):
-                await s.execute(
-                    update(Stock)
-                    .where(Stock.sku == sku)
-                    .values(reserved=Stock.reserved - qty, updated_at=func.now())
-                )
+                await stock.release(s, sku, qty)
                 await s.execute(
                     update(OrderLine)
                     .where(OrderLine.id == line_id)

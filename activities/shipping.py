@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from sqlalchemy import func, select, update
 from sqlalchemy.dialects.postgresql import insert
@@ -15,8 +16,8 @@ from temporalio.exceptions import ApplicationError
 
 from activities.base import DbActivities
 from activities.billing import credit_invoice
-from db import repo
-from db.models import Invoice, OrderLine, Reservation, Shipment, Stock
+from db import repo, stock
+from db.models import Invoice, OrderLine, Reservation, Shipment
 from db.session import SessionFactory
 from domain.payloads import (
     Booking,
@@ -31,6 +32,8 @@ from domain.payloads import (
 )
 from domain.status import OrderStatus, wave_key
 from services.config import Settings
+
+T = TypeVar("T")
 
 
 class Carrier(Protocol):
@@ -114,7 +117,7 @@ class SimulatedCarrier:
                 out.write(line)
 
 
-async def _heartbeat_while(coro_factory, interval: float = 1.0):  # type: ignore[no-untyped-def]
+async def _heartbeat_while(coro_factory: Callable[[], Awaitable[T]], interval: float = 1.0) -> T:
     """Run a carrier call while heartbeating, so a dead worker is noticed in seconds. The
     call runs as a task of its own, so it is cancelled with the activity (a cancelled
     order, a timed-out attempt): it must not go on booking for an order that gave up."""
@@ -176,16 +179,7 @@ class ShippingActivities(DbActivities):
                     )
                 ).all()
                 for sku, qty, line_id in sorted(consumed):
-                    await s.execute(
-                        update(Stock)
-                        .where(Stock.sku == sku)
-                        .values(
-                            on_hand=Stock.on_hand - qty,
-                            reserved=Stock.reserved - qty,
-                            shipped=Stock.shipped + qty,
-                            updated_at=func.now(),
-                        )
-                    )
+                    await stock.ship(s, sku, qty)
                     await s.execute(
                         update(OrderLine)
                         .where(OrderLine.id == line_id)
@@ -288,15 +282,7 @@ class ShippingActivities(DbActivities):
                 )
             ).all()
             for sku, qty, line_id in sorted(returned):
-                await s.execute(
-                    update(Stock)
-                    .where(Stock.sku == sku)
-                    .values(
-                        on_hand=Stock.on_hand + qty,
-                        shipped=Stock.shipped - qty,
-                        updated_at=func.now(),
-                    )
-                )
+                await stock.return_shipped(s, sku, qty)
                 await s.execute(
                     update(OrderLine)
                     .where(OrderLine.id == line_id)

@@ -138,7 +138,7 @@ _CONSOLE_MIRRORS = {
     ),
 }
 RULES.update(
-    {page: frozenset(RULES[api]) & STAFF for page, api in _CONSOLE_MIRRORS.items()}  # type: ignore[arg-type]
+    {page: frozenset(RULES[api]) & STAFF for page, api in _CONSOLE_MIRRORS.items()}
 )
 RULES.update(
     {

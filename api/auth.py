@@ -13,33 +13,14 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.models import User
+from domain.callers import Caller
 from domain.payloads import ROLES
 
 # The same rule as a webhook channel's name (api/routes/channels.py) and orders.channel.
 CHANNEL_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{1,39}$")
 # The channels staff post into (POST /orders, imports, the console's order entry): no token
-# is bound to them, or it would lock the staff out of their own channel (intake.py).
+# is bound to them, or it would lock the staff out of their own channel (services/intake.py).
 STAFF_CHANNELS = frozenset({"api", "import", "console"})
-
-
-@dataclass(frozen=True)
-class Caller:
-    """Who is calling: one users row (one token)."""
-
-    id: int
-    name: str
-    role: str
-    # The one channel a `channel` token acts for; None for every other role.
-    channel: str | None = None
-
-    @property
-    def scope(self) -> str:
-        """Whose Idempotency-Keys these are: keys are per caller, never global. A channel
-        token's are its channel's (a rotated token keeps the keys of requests in flight);
-        a person's are that user's. Distinct from a signed webhook's `channel:NAME`."""
-        if self.role == "channel" and self.channel is not None:
-            return f"token-channel:{self.channel}"
-        return f"user:{self.id}"
 
 
 def hash_token(token: str) -> str:

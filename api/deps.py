@@ -12,8 +12,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio.client import Client
 
 from api import access
-from api.auth import Caller, TokenCache
+from api.auth import TokenCache
 from db.session import SessionFactory
+from domain.callers import Caller as Caller  # the routes import it from here
 from services.config import Settings
 
 
@@ -26,7 +27,7 @@ class AppState:
 
 
 def get_state(request: Request) -> AppState:
-    return request.app.state.orderflow  # type: ignore[no-any-return]
+    return request.app.state.orderflow
 
 
 StateDep = Annotated[AppState, Depends(get_state)]

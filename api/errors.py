@@ -13,6 +13,7 @@ from sqlalchemy.exc import DataError, IntegrityError
 
 from db import data_errors
 from domain.payloads import Problem
+from domain.problems import ProblemsError as ProblemsError  # answered by install() below
 
 log = logging.getLogger("orderflow.api")
 
@@ -43,15 +44,6 @@ def responses(*codes: int) -> dict[int | str, dict[str, Any]]:
 
 # What any route can answer (declared app-wide); routers add 404, 409 where they apply.
 COMMON_RESPONSES = responses(400, 401, 403, 422, 503)
-
-
-class ProblemsError(Exception):
-    """Business validation failed: every problem, returned together as a 422."""
-
-    def __init__(self, problems: list[Problem], status_code: int = 422, extra: Any = None):
-        self.problems = problems
-        self.status_code = status_code
-        self.extra = extra
 
 
 def _pydantic_code(err: dict[str, Any]) -> str:

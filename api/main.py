@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from importlib import metadata
 
 from fastapi import Depends, FastAPI
 from fastapi.responses import PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from temporalio.client import Client
 
 from api import errors, ui
 from api.auth import TokenCache
@@ -35,7 +37,6 @@ from db.session import (
     make_engine,
     make_session_factory,
 )
-from orderflow import __version__
 from services.config import Settings, get_settings
 from services.metrics import refresh_gauges
 from services.temporal import API_TEMPORAL_RETRY, connect
@@ -45,7 +46,7 @@ def create_app(
     settings: Settings | None = None,
     *,
     sessions: SessionFactory | None = None,
-    client: object | None = None,
+    client: Client | None = None,
 ) -> FastAPI:
     """Build the app; tests pass their own session factory and Temporal client."""
     settings = settings or get_settings()
@@ -73,14 +74,14 @@ def create_app(
             )
         app.state.orderflow = AppState(
             settings=settings, sessions=sessions, client=client, tokens=TokenCache()
-        )  # type: ignore[arg-type]
+        )
         yield
         if engine is not None:
             await engine.dispose()
 
     app = FastAPI(
         title="Orderflow",
-        version=__version__,
+        version=metadata.version("orderflow"),
         description="Sales orders as durable Temporal workflows. Authenticate with "
         "`Authorization: Bearer <token>`.",
         lifespan=lifespan,

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import psutil
@@ -30,9 +31,9 @@ from temporalio.client import Client
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 
+from bench.skeleton import ActivitySkeleton, LocalSkeleton, noop
 from services.config import Settings
 from workers.main import precompile_workflows
-from workflows.skeleton import ActivitySkeleton, LocalSkeleton, noop
 
 POLL_SECONDS = 0.25
 PIPELINE_STEPS = 9  # validate+route, reserve, pick, pack, book, ship, invoice, deliver, complete
@@ -98,7 +99,7 @@ def sustained_rate(times: list[float]) -> float | None:
     return n / (hi - lo) if hi > lo else None
 
 
-# ---- bare Temporal skeletons for the baseline (workflows/skeleton.py) ------------------
+# ---- bare Temporal skeletons for the baseline (bench/skeleton.py) ------------------------
 
 
 async def run_skeleton(client: Client, kind: str, n: int, concurrency: int) -> dict[str, Any]:
@@ -359,15 +360,15 @@ async def _drive(
         await asyncio.sleep(POLL_SECONDS)
 
 
-async def _poll_once(  # type: ignore[no-untyped-def]
+async def _poll_once(
     http: httpx.AsyncClient,
     run: Run,
     plans: dict[str, Plan],
-    setup: dict,
-    by_id,
-    approved,
-    delivered,
-    final,
+    setup: dict[str, Any],
+    by_id: dict[str, Plan],
+    approved: set[str],
+    delivered: set[str],
+    final: set[str],
     since: str | None,
     replenished: bool,
 ) -> tuple[str | None, bool]:
@@ -406,8 +407,14 @@ async def _poll_once(  # type: ignore[no-untyped-def]
     return since, replenished
 
 
-async def _sweep_stragglers(  # type: ignore[no-untyped-def]
-    http: httpx.AsyncClient, run: Run, plans: dict[str, Plan], by_id, approved, delivered, final
+async def _sweep_stragglers(
+    http: httpx.AsyncClient,
+    run: Run,
+    plans: dict[str, Plan],
+    by_id: dict[str, Plan],
+    approved: set[str],
+    delivered: set[str],
+    final: set[str],
 ) -> None:
     """When few orders are left open, read each of them directly (every 2 s at most)."""
     now = time.monotonic()
@@ -490,12 +497,35 @@ ROLES = {
 }
 
 
-def _stack_processes() -> dict[str, list[psutil.Process]]:
+def _stack_root(api: str | None) -> psutil.Process | None:
+    """The `orderflow up` that serves `api` (the parent of the process listening on its port),
+    so that other stacks on the same machine (a test run, a second `up`) are not counted."""
+    port = urlsplit(api).port if api else None
+    if port is None:
+        return None
+    with contextlib.suppress(psutil.Error):
+        for conn in psutil.net_connections(kind="tcp"):
+            port_of = getattr(conn.laddr, "port", None)  # laddr may be an empty tuple
+            if conn.status == psutil.CONN_LISTEN and port_of == port and conn.pid:
+                listener = psutil.Process(conn.pid)
+                parent = listener.parent()
+                if parent is not None and "orderflow" in " ".join(parent.cmdline()):
+                    return parent
+    return None
+
+
+def _stack_processes(api: str | None = None) -> dict[str, list[psutil.Process]]:
     """The stack's processes by role, found by their command lines (several worker
-    processes, and every PostgreSQL backend, count together)."""
+    processes, and every PostgreSQL backend, count together): the descendants of the
+    `orderflow up` serving `api` when there is one, else every such process on the machine."""
     procs: dict[str, list[psutil.Process]] = {}
-    for p in psutil.process_iter(["cmdline", "name"]):
-        cmd = " ".join(p.info["cmdline"] or []) or (p.info["name"] or "")
+    root = _stack_root(api)
+    candidates = root.children(recursive=True) if root is not None else psutil.process_iter()
+    for p in candidates:
+        try:
+            cmd = " ".join(p.cmdline()) or p.name()
+        except psutil.Error:
+            continue
         for role, marks in ROLES.items():
             if any(m in cmd for m in marks) and "orderflow bench" not in cmd:
                 procs.setdefault(role, []).append(p)
@@ -520,7 +550,7 @@ def _rss_sampler(run: Run, stop: asyncio.Event) -> asyncio.Task[None]:
     while the run lasted (a steadier measure than throughput on a shared machine)."""
 
     async def sample() -> None:
-        procs = _stack_processes()
+        procs = _stack_processes(run.api)
         cpu_start = _cpu_seconds(procs)
         last_sample = -RSS_SAMPLE_S
         while not stop.is_set():
@@ -539,10 +569,10 @@ def _rss_sampler(run: Run, stop: asyncio.Event) -> asyncio.Task[None]:
                 last_sample = at
                 # A process restarted by `up` is looked up again.
                 if any(not p.is_running() for ps in procs.values() for p in ps):
-                    procs = _stack_processes()
+                    procs = _stack_processes(run.api)
             await asyncio.sleep(0.5)
         # Backends that started during the run count from zero.
-        procs = _stack_processes()
+        procs = _stack_processes(run.api)
         cpu_end = _cpu_seconds(procs)
         run.cpu = {r: cpu_end[r] - cpu_start.get(r, 0.0) for r in cpu_end}
 
@@ -811,12 +841,12 @@ async def bench_backlog(
         rss_open = dict(run.rss)
         during = await probe("during")
 
-        async def approve(plan: Plan) -> None:
+        async def approve(order_id: str) -> None:
             async with sem:
-                await _approve(http, run, plan.order_id)
+                await _approve(http, run, order_id)
 
         t1 = time.monotonic()
-        await asyncio.gather(*(approve(p) for p in plans if p.order_id))
+        await asyncio.gather(*(approve(p.order_id) for p in plans if p.order_id))
         while True:  # polling the API is the point: the bench sees what a client sees
             if not await _count(http, run, "awaiting_approval"):
                 break

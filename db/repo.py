@@ -30,7 +30,7 @@ from db.models import QuantityBreak as QuantityBreakRow
 from domain.facts import CreditFacts, CustomerFacts, ProductFacts, StockFacts
 from domain.payloads import RoutingRule, StatusChange
 from domain.pricing import PriceRules, Promotion, QuantityBreak
-from domain.status import UNBILLED_OPEN
+from domain.status import UNBILLED_OPEN, OrderStatus, can_move
 
 
 def customer_facts(
@@ -155,16 +155,8 @@ async def load_routing(session: AsyncSession) -> tuple[list[RoutingRule], int]:
             select(RoutingRuleRow).order_by(RoutingRuleRow.position, RoutingRuleRow.id)
         )
     ).all()
-    rules = [
-        RoutingRule(
-            condition=r.condition,
-            role=r.role,
-            position=r.position,  # type: ignore[arg-type]
-            threshold=r.threshold,
-            on_timeout=r.on_timeout,
-        )  # type: ignore[arg-type]
-        for r in rows
-    ]
+    # Validated as any caller's rule: the columns are plain strings, the rule's are Literals.
+    rules = [RoutingRule.model_validate(r, from_attributes=True) for r in rows]
     return rules, await rule_version(session, "routing")
 
 
@@ -273,9 +265,35 @@ class Moved:
     seconds: float
 
 
+class IllegalTransition(ValueError):
+    """A status the order cannot move to from where it is (domain/status.py `can_move`)."""
+
+
+def _may_come_from(status: OrderStatus) -> list[str]:
+    return [s.value for s in OrderStatus if can_move(s, status)]
+
+
+async def open_order(session: AsyncSession, order: Order, *, actor: str, detail: str) -> None:
+    """Store a new order (flushed, so its lines can follow): it starts in `received`, the
+    first entry of its timeline."""
+    order.status = OrderStatus.RECEIVED.value
+    session.add(order)
+    await session.flush()
+    session.add(
+        OrderEvent(
+            order_id=order.id,
+            step_key="received",
+            status=OrderStatus.RECEIVED.value,
+            actor=actor,
+            detail=detail,
+        )
+    )
+
+
 async def apply_status(session: AsyncSession, change: StatusChange) -> Moved | None:
-    """Move an order to a status with its timeline event; a replayed step changes nothing
-    (and answers None)."""
+    """Move an order to a status with its timeline event: the one writer of `orders.status`
+    after entry (open_order). A replayed step changes nothing (and answers None); a move
+    `can_move` does not allow raises IllegalTransition and writes nothing."""
     fresh = await record_event(
         session,
         change.order_id,
@@ -291,12 +309,23 @@ async def apply_status(session: AsyncSession, change: StatusChange) -> Moved | N
             text(
                 "UPDATE orders o SET status = :status, awaiting_role = :role, updated_at = now() "
                 "FROM (SELECT id, status, updated_at FROM orders WHERE id = :id FOR UPDATE) old "
-                "WHERE o.id = old.id "
+                "WHERE o.id = old.id AND old.status = ANY(:allowed) "
                 "RETURNING old.status, extract(epoch FROM now() - old.updated_at)"
             ),
-            {"status": change.status.value, "role": change.awaiting_role, "id": change.order_id},
+            {
+                "status": change.status.value,
+                "role": change.awaiting_role,
+                "id": change.order_id,
+                "allowed": _may_come_from(change.status),
+            },
         )
-    ).one()
+    ).first()
+    if row is None:
+        current = await session.scalar(select(Order.status).where(Order.id == change.order_id))
+        raise IllegalTransition(
+            f"order {change.order_id} cannot move from {current} to {change.status.value} "
+            f"(step {change.step_key})"
+        )
     moved = Moved(change.order_id, row[0], change.status.value, max(float(row[1]), 0.0))
     session.info.setdefault("moved", []).append(moved)
     return moved

@@ -10,7 +10,8 @@ from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from db.models import Customer, Product, ProductSubstitute, Stock
+from db import stock
+from db.models import Customer, Product, ProductSubstitute
 
 CUSTOMERS = [
     # code, name, tier, credit limit, terms, city, status
@@ -104,16 +105,7 @@ async def load_demo_data(session: AsyncSession) -> None:
         )
         .on_conflict_do_nothing()
     )
-    await session.execute(
-        insert(Stock)
-        .values(
-            [
-                {"sku": s, "on_hand": DEMO_STOCK, "reserved": 0, "received": DEMO_STOCK}
-                for s, *_ in PRODUCTS
-            ]
-        )
-        .on_conflict_do_nothing()
-    )
+    await stock.seed(session, [s for s, *_ in PRODUCTS], DEMO_STOCK)
     # Only for a product with no substitutes yet: a list someone changed stays as it is.
     listed = set(await session.scalars(select(ProductSubstitute.sku).distinct()))
     rows = [

@@ -18,6 +18,8 @@ from typing import Any
 
 import psycopg
 from psycopg import errors as pg_errors
+from psycopg.abc import RV, PQGen
+from psycopg.rows import TupleRow
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -44,12 +46,17 @@ class DatabaseUnavailable(psycopg.OperationalError):
     """PostgreSQL did not answer within the client's deadline."""
 
 
-class GuardedConnection(psycopg.AsyncConnection):  # type: ignore[type-arg]
+class GuardedConnection(psycopg.AsyncConnection[TupleRow]):
     """A psycopg connection whose every wait for the server has a deadline."""
 
     deadline_s: float = STATEMENT_TIMEOUT_S + DEADLINE_MARGIN_S
 
-    async def wait(self, gen, interval=0.1, timeout=None):  # type: ignore[no-untyped-def,override]  # noqa: ASYNC109 - psycopg's signature
+    async def wait(
+        self,
+        gen: PQGen[RV],
+        interval: float = 0.1,
+        timeout: float | None = None,  # noqa: ASYNC109 - psycopg's signature
+    ) -> RV:
         limit = self.deadline_s if timeout is None else timeout
         try:
             return await super().wait(gen, interval, limit)

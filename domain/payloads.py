@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
-from typing import Annotated, Literal
+from typing import Annotated, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
@@ -26,11 +26,8 @@ from domain.types import (
 )
 from domain.types import Money as Price
 
-# One task queue for the order pipeline; everyone imports it from here.
-TASK_QUEUE = "orders"
-
 Role = Literal["admin", "sales", "credit_controller", "sales_manager", "director", "ops", "channel"]
-ROLES: tuple[str, ...] = Role.__args__  # type: ignore[attr-defined]
+ROLES: tuple[str, ...] = get_args(Role)
 
 NonEmpty = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
 # Computed amounts (outputs, activity payloads). What a caller sends uses domain/types.py.

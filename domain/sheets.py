@@ -236,7 +236,11 @@ def _worksheet_parts(content: bytes, infos: list[zipfile.ZipInfo], limits: Sheet
     }
 
 
-def _read_xlsx(content: bytes, limits: SheetLimits) -> tuple[list[Any], list[tuple[int, list]]]:
+# A sheet's data rows, each with its row number in the sheet.
+NumberedRows = list[tuple[int, list[Any]]]
+
+
+def _read_xlsx(content: bytes, limits: SheetLimits) -> tuple[list[Any], NumberedRows]:
     _check_zip(content, limits)
     from openpyxl import load_workbook
 
@@ -256,7 +260,7 @@ def _read_xlsx(content: bytes, limits: SheetLimits) -> tuple[list[Any], list[tup
         wb.close()
 
 
-def _xlsx_rows(wb: Any, limits: SheetLimits) -> tuple[list[Any], list[tuple[int, list]]]:
+def _xlsx_rows(wb: Any, limits: SheetLimits) -> tuple[list[Any], NumberedRows]:
     if not wb.worksheets:
         raise SheetError("the workbook has no worksheet")
     ws = wb.worksheets[0]
@@ -264,7 +268,7 @@ def _xlsx_rows(wb: Any, limits: SheetLimits) -> tuple[list[Any], list[tuple[int,
     # cells): forget it, and read at most `max_columns` cells of a row, then the header's.
     ws.reset_dimensions()
     header: list[Any] = []
-    rows: list[tuple[int, list]] = []
+    rows: NumberedRows = []
     formulas: list[str] = []
     width = limits.max_columns
     for row_no, values in enumerate(ws.iter_rows(max_col=width, values_only=True), start=1):
@@ -307,7 +311,7 @@ def _col(index: int) -> str:
     return name
 
 
-def _read_csv(content: bytes, limits: SheetLimits) -> tuple[list[Any], list[tuple[int, list]]]:
+def _read_csv(content: bytes, limits: SheetLimits) -> tuple[list[Any], NumberedRows]:
     try:
         text = content.decode("utf-8-sig")
     except UnicodeDecodeError:
@@ -321,7 +325,7 @@ def _read_csv(content: bytes, limits: SheetLimits) -> tuple[list[Any], list[tupl
     first_line = text[:4096].split("\n", 1)[0]
     delimiter = max(",;\t", key=first_line.count) if any(map(first_line.count, ",;\t")) else ","
     reader = csv.reader(io.StringIO(text), delimiter=delimiter)
-    rows: list[tuple[int, list]] = []
+    rows: NumberedRows = []
     try:
         header = _trim(next(reader, [])[: limits.max_columns])
         width = len(header)

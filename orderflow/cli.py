@@ -9,9 +9,10 @@ import secrets
 import signal
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Protocol, TypeVar
 
 import httpx
 import typer
@@ -21,6 +22,15 @@ from rich.table import Table
 
 from services.config import Settings, get_settings
 
+if TYPE_CHECKING:  # the command line imports the heavy parts only in the command that runs
+    from sqlalchemy.ext.asyncio import AsyncSession
+
+    from db.models import User
+    from orderflow.embedded import ManagedProcess
+    from orderflow.supervisor import Child
+
+T = TypeVar("T")
+
 app = typer.Typer(
     help="Orderflow: sales orders as durable Temporal workflows.", no_args_is_help=True
 )
@@ -29,11 +39,19 @@ app.add_typer(users_app, name="users")
 console = Console(stderr=True)
 
 
+class EmbeddedServer(Protocol):
+    """EmbeddedPostgres and EmbeddedTemporal, as the supervisor starts them."""
+
+    @property
+    def process(self) -> ManagedProcess | None: ...
+
+    def stop(self) -> None: ...
+
+
 def _logging() -> None:
-    logging.basicConfig(
-        level=os.environ.get("ORDERFLOW_LOG_LEVEL", "INFO"),
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-    )
+    from orderflow.logs import setup_logging
+
+    setup_logging()  # JSON lines into the embedded stack's worker.log and api.log
 
 
 async def _prepare_database(settings: Settings) -> None:
@@ -168,7 +186,7 @@ def up(
         raise typer.Exit(code)
 
 
-def _say_to(log_file: Path):  # type: ignore[no-untyped-def]
+def _say_to(log_file: Path) -> Callable[[str], None]:
     """The supervisor's messages: on the console and, with the date, in supervisor.log."""
     handler = logging.FileHandler(log_file)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
@@ -183,21 +201,22 @@ def _say_to(log_file: Path):  # type: ignore[no-untyped-def]
     return say
 
 
-def _starter(start, server):  # type: ignore[no-untyped-def]
+def _starter(start: Callable[[], None], server: EmbeddedServer) -> Callable[[], ManagedProcess]:
     """A start function for the supervisor: start (and wait until ready), or clean up."""
 
-    def go():  # type: ignore[no-untyped-def]
+    def go() -> ManagedProcess:
         try:
             start()
         except BaseException:
             server.stop()
             raise
+        assert server.process is not None, "a started server has its process"
         return server.process
 
     return go
 
 
-def _app_children(settings: Settings, env: dict[str, str], home: Path) -> list:
+def _app_children(settings: Settings, env: dict[str, str], home: Path) -> list[Child]:
     """The worker(s) and the API, as supervised children."""
     from orderflow.embedded import spawn
     from orderflow.supervisor import Child
@@ -205,7 +224,7 @@ def _app_children(settings: Settings, env: dict[str, str], home: Path) -> list:
     py = sys.executable
     worker_args = [py, "-m", "orderflow.cli", "worker"]
 
-    def spawner(name: str, args: list[str]):  # type: ignore[no-untyped-def]
+    def spawner(name: str, args: list[str]) -> Callable[[], ManagedProcess]:
         return lambda: spawn(name, args, home / f"{name}.log", env=env)
 
     # A worker is given its graceful shutdown to finish the activities in flight.
@@ -223,7 +242,9 @@ def _app_children(settings: Settings, env: dict[str, str], home: Path) -> list:
     return [*workers, api]
 
 
-def _wait_healthy(settings: Settings, children: list, stopping) -> None:  # type: ignore[no-untyped-def]
+def _wait_healthy(
+    settings: Settings, children: list[Child], stopping: Callable[[], bool]
+) -> None:
     url = f"http://{settings.host}:{settings.api_port}/health"
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and not stopping():
@@ -271,7 +292,7 @@ def worker() -> None:
         runner.run(run(settings))
 
 
-def _loop_factory(wanted: bool):  # type: ignore[no-untyped-def]
+def _loop_factory(wanted: bool) -> Callable[[], asyncio.AbstractEventLoop] | None:
     """uvloop where it is installed (it comes with uvicorn[standard]) and not turned off: the
     worker spends much of its time in the event loop (every query, every task hand-off)."""
     if wanted:
@@ -385,6 +406,14 @@ def bench(
     ] = None,
 ) -> None:
     """Measure a running stack through its API (and Temporal itself with --baseline)."""
+    from bench import missing_libraries
+
+    if missing := missing_libraries():
+        console.print(
+            f"[red]orderflow bench needs the optional bench extra ({', '.join(missing)} "
+            "missing): pip install -e '.\\[bench]'[/red]"  # \\[: a bracket, not rich markup
+        )
+        raise typer.Exit(2)
     from bench import driver as b
     from services.temporal import connect
 
@@ -511,7 +540,7 @@ def receiver(port: Annotated[int, typer.Option(help="port to listen on")] = 9999
             pass
 
 
-async def _with_session(work):  # type: ignore[no-untyped-def]
+async def _with_session(work: Callable[[AsyncSession], Awaitable[T]]) -> T:
     """Run `work(session)` against the configured database and commit."""
     from db.session import make_engine, make_session_factory
 
@@ -559,7 +588,7 @@ def users_list() -> None:
 
     from db.models import User
 
-    async def rows(s):  # type: ignore[no-untyped-def]
+    async def rows(s: AsyncSession) -> list[User]:
         return list((await s.scalars(select(User).order_by(User.id))).all())
 
     table = Table(title="users (tokens are never shown again)")
@@ -579,7 +608,7 @@ def users_revoke(
     """Revoke a token for good. API processes refuse it within 30 s (their token cache)."""
     from api.auth import find_users, revoke_user
 
-    async def go(s):  # type: ignore[no-untyped-def]
+    async def go(s: AsyncSession) -> list[User]:
         found = await find_users(s, name_or_id)
         if len(found) != 1:
             return found

@@ -30,8 +30,8 @@ class JsonFormatter(logging.Formatter):
             doc["workflow_id"] = workflow_id
             if workflow_id.startswith("order-"):
                 doc["order_id"] = workflow_id.removeprefix("order-")
-        if getattr(record, "order_id", None):
-            doc["order_id"] = record.order_id
+        if order_id := getattr(record, "order_id", None):
+            doc["order_id"] = order_id
         if record.exc_info:
             doc["error"] = self.formatException(record.exc_info)
         return json.dumps(doc, default=str)

@@ -22,8 +22,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from orderflow.embedded import ManagedProcess
+
+if TYPE_CHECKING:  # the supervisor loads Temporal only once it has an alert to send
+    from temporalio.client import Client
 
 log = logging.getLogger("orderflow.supervisor")
 
@@ -253,12 +257,12 @@ class AlertSender:
                     log.warning("restart alert for %s not recorded yet: %s", restart.name, err)
                     await asyncio.sleep(2)
 
-    async def _send(self, client, restart: Restart) -> None:  # type: ignore[no-untyped-def]
+    async def _send(self, client: Client, restart: Restart) -> None:
         from temporalio.common import WorkflowIDConflictPolicy
         from temporalio.exceptions import WorkflowAlreadyStartedError
 
         from domain.payloads import Alert
-        from workflows.alert import alert_workflow_id
+        from workflows.alert import AlertWorkflow, alert_workflow_id
 
         stamp = restart.died_at.isoformat(timespec="seconds")
         alert = Alert(
@@ -271,7 +275,7 @@ class AlertSender:
         )
         with contextlib.suppress(WorkflowAlreadyStartedError):
             await client.start_workflow(
-                "AlertWorkflow",
+                AlertWorkflow.run,
                 alert,
                 id=alert_workflow_id(alert.dedup_key),
                 task_queue=self.task_queue,

@@ -20,12 +20,12 @@ from temporalio.client import Client
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
-from api.intake import _ensure_started
 from db.models import Import, Order
 from db.session import SessionFactory
 from domain.payloads import ImportInput
 from domain.status import OrderStatus
 from services.config import Settings
+from services.intake import ensure_started
 
 log = logging.getLogger("orderflow.recovery")
 
@@ -64,7 +64,7 @@ class Recovery:
             ).all()
             orders = [o for o in found if o not in self._started][:BATCH]
             for order_id in orders:
-                await _ensure_started(s, self.client, self.settings, order_id)
+                await ensure_started(s, self.client, self.settings, order_id)
                 self._started[order_id] = now
                 done.append(order_id)
             imports = (

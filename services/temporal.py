@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
@@ -63,13 +65,15 @@ def _raise_unreachable_on_connect_failure(client: Client) -> None:
     if connected is None:  # another SDK layout: outages.py still knows the RuntimeError
         return
 
-    async def connected_or_unreachable():  # type: ignore[no-untyped-def]
+    async def connected_or_unreachable() -> Any:
         try:
             return await connected()
         except RuntimeError as err:
             raise TemporalUnreachable(err) from err
 
-    service._connected_client = connected_or_unreachable  # type: ignore[attr-defined]
+    # The SDK's bridge client keeps this private attribute (probed above); ServiceClient
+    # does not declare it.
+    service._connected_client = connected_or_unreachable  # type: ignore[attr-defined]  # SDK private
 
 
 def workflow_id(order_id: str) -> str:

@@ -20,12 +20,19 @@ import httpx
 import pytest
 from httpx import ASGITransport
 from sqlalchemy import select
+from temporalio.client import Client
 
 from api.auth import create_user
 from api.main import create_app
 from db.models import Order, Shipment
-from db.session import API_STATEMENT_TIMEOUT_S, make_engine, make_session_factory
+from db.session import (
+    API_STATEMENT_TIMEOUT_S,
+    SessionFactory,
+    make_engine,
+    make_session_factory,
+)
 from orderflow.embedded import EmbeddedPostgres, free_port
+from services.config import Settings
 from services.recovery import Recovery
 from services.stuck import find_stuck
 from services.temporal import API_TEMPORAL_RETRY, connect
@@ -83,7 +90,9 @@ class Proxy:
 
 
 @pytest.fixture
-async def proxied(pg: EmbeddedPostgres, sessions, client, settings) -> AsyncIterator:  # type: ignore[no-untyped-def]
+async def proxied(
+    pg: EmbeddedPostgres, sessions: SessionFactory, client: Client, settings: Settings
+) -> AsyncIterator[tuple[Proxy, httpx.AsyncClient]]:
     proxy = Proxy(pg.host, pg.port)
     await proxy.start()
     url = f"postgresql+psycopg://postgres@127.0.0.1:{proxy.port}/orderflow"

@@ -17,7 +17,7 @@ from temporalio.worker import (
 )
 
 from domain.payloads import Alert
-from workflows.alert import alert_workflow_id
+from workflows.alert import AlertWorkflow, alert_workflow_id
 
 log = logging.getLogger("orderflow.worker")
 
@@ -55,19 +55,20 @@ class _Inbound(ActivityInboundInterceptor):
             raise
 
     async def _page(self, info: activity.Info, err: Exception) -> None:
-        order_id = info.workflow_id.removeprefix("order-")
+        workflow_id = info.workflow_id or ""  # None only for an activity started on its own
+        order_id = workflow_id.removeprefix("order-")
         alert = Alert(
             dedup_key=f"{info.workflow_id}:{info.activity_type}:failing",
             kind="activity_failing",
             severity="critical",
-            order_id=order_id if info.workflow_id.startswith("order-") else None,
+            order_id=order_id if workflow_id.startswith("order-") else None,
             summary=f"{info.activity_type} has failed {info.attempt} times for "
             f"{info.workflow_id}: {err}",
             detail=repr(err),
         )
         try:
             await self.owner.client.start_workflow(
-                "AlertWorkflow",
+                AlertWorkflow.run,
                 alert,
                 id=alert_workflow_id(alert.dedup_key),
                 task_queue=self.owner.task_queue,

@@ -6,14 +6,18 @@ from __future__ import annotations
 from datetime import timedelta
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
+
+from workflows.policies import (
+    IMPORT_BATCH_HEARTBEAT,
+    IMPORT_BATCH_RETRY,
+    IMPORT_BATCH_TIMEOUT,
+    IMPORT_FINISH_TIMEOUT,
+)
 
 with workflow.unsafe.imports_passed_through():
-    from domain.payloads import ImportInput, ImportProgress
+    from activities.imports import ImportActivities
+    from domain.payloads import ImportInput
 
-BATCH_RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30)
-)
 BATCHES_PER_RUN = 200  # then continue as new, keeping the history short
 
 
@@ -22,20 +26,19 @@ class ImportWorkflow:
     @workflow.run
     async def run(self, inp: ImportInput) -> None:
         for _ in range(BATCHES_PER_RUN):
-            progress = await workflow.execute_activity(
-                "imports.process_batch",
+            progress = await workflow.execute_activity_method(
+                ImportActivities.process_batch,
                 inp,
-                result_type=ImportProgress,
-                start_to_close_timeout=timedelta(minutes=10),
-                heartbeat_timeout=timedelta(minutes=1),
-                retry_policy=BATCH_RETRY,
+                start_to_close_timeout=IMPORT_BATCH_TIMEOUT,
+                heartbeat_timeout=IMPORT_BATCH_HEARTBEAT,
+                retry_policy=IMPORT_BATCH_RETRY,
             )
             if progress.remaining == 0:
-                await workflow.execute_local_activity(
-                    "imports.finish",
+                await workflow.execute_local_activity_method(
+                    ImportActivities.finish,
                     inp,
-                    start_to_close_timeout=timedelta(seconds=15),
-                    retry_policy=BATCH_RETRY,
+                    start_to_close_timeout=IMPORT_FINISH_TIMEOUT,
+                    retry_policy=IMPORT_BATCH_RETRY,
                 )
                 return
             await workflow.sleep(timedelta(seconds=inp.pause_seconds))

@@ -23,7 +23,7 @@ class InboxItem(Model):
     waiting_seconds: int
 
 
-def pending_for(role: str) -> Select[tuple[Approval, Order]]:
+def pending_for(role: str) -> Select[Approval, Order]:
     """The levels waiting for `role` (admin: every role), oldest first; the API and /ui."""
     q = (
         select(Approval, Order)

@@ -15,10 +15,10 @@ from sqlalchemy import select
 
 from api.deps import SettingsDep, StateDep, require
 from api.errors import ProblemsError, responses
-from api.intake import OrderStartError, create_order
 from db.models import Channel
 from domain.channels import MappingError, check_signature, derive_secret, to_order
 from domain.payloads import Model
+from services.intake import OrderStartError, create_order
 
 router = APIRouter(prefix="/channels", tags=["channels"], responses=responses(404, 409))
 ChannelName = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_-]{1,39}$")]
@@ -68,15 +68,8 @@ async def create_channel(body: ChannelIn, state: StateDep, settings: SettingsDep
 async def list_channels(state: StateDep) -> list[ChannelOut]:
     async with state.sessions() as s:
         rows = (await s.scalars(select(Channel).order_by(Channel.name))).all()
-    return [
-        ChannelOut(
-            name=c.name,
-            mapping=c.mapping,  # type: ignore[arg-type]
-            default_customer_code=c.default_customer_code,
-            active=c.active,
-        )
-        for c in rows
-    ]
+    # From the rows' attributes: `mapping` is a plain string there, a Literal here.
+    return [ChannelOut.model_validate(c, from_attributes=True) for c in rows]
 
 
 KEY_MAX = 200  # idempotency_keys.key

@@ -41,19 +41,22 @@ class CustomerOut(CustomerIn):
 async def _out(session: SessionDep, c: Customer) -> CustomerOut:
     facts = await repo.load_credit(session, c.code, datetime.now(UTC).date())
     total = exposure(facts, Decimal(0))
-    return CustomerOut(
-        code=c.code,
-        name=c.name,
-        tier=c.tier,
-        credit_limit=c.credit_limit,  # type: ignore[arg-type]
-        payment_terms_days=c.payment_terms_days,
-        address=Address(
-            line1=c.address_line1, city=c.city, postal_code=c.postal_code, country=c.country
-        ),
-        status=c.status,
-        allow_partial_shipment=c.allow_partial_shipment,
-        exposure=total,
-        available_credit=c.credit_limit - total,  # type: ignore[arg-type]
+    # Validated from a dict: tier and status are plain strings in the row, Literals here.
+    return CustomerOut.model_validate(
+        {
+            "code": c.code,
+            "name": c.name,
+            "tier": c.tier,
+            "credit_limit": c.credit_limit,
+            "payment_terms_days": c.payment_terms_days,
+            "address": Address(
+                line1=c.address_line1, city=c.city, postal_code=c.postal_code, country=c.country
+            ),
+            "status": c.status,
+            "allow_partial_shipment": c.allow_partial_shipment,
+            "exposure": total,
+            "available_credit": c.credit_limit - total,
+        }
     )
 
 

@@ -19,10 +19,8 @@ from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from temporalio.common import WorkflowIDReusePolicy
 
-from activities.imports import reject_group
 from api.deps import Caller, SessionDep, StateDep, require
 from api.errors import responses
-from api.intake import check_webhook_channel
 from api.outages import RETRY_AFTER_S, temporal_outage
 from db.models import Import, ImportRow
 from domain.payloads import ImportInput, Model
@@ -38,10 +36,15 @@ from domain.sheets import (
 )
 from domain.types import DbId
 from services.config import Settings
+from services.imports import reject_group
+from services.intake import check_webhook_channel
+from workflows.imports import ImportWorkflow
 
 router = APIRouter(prefix="/imports", tags=["imports"], responses=responses(404))
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 Importer = Annotated[Caller, Depends(require("sales"))]
+# The upload's channel field (the console's upload form declares it the same way).
+UploadChannel = Annotated[str, Form(pattern=r"^[a-z0-9][a-z0-9_-]{1,39}$")]
 # Small files are answered with their summary; larger ones with 202 and a progress URL.
 WAIT_FOR_SMALL_IMPORTS_S = 10.0
 # Sheets parsed at once, each in a thread (never on the event loop): each is bounded by
@@ -173,7 +176,7 @@ def _parsers(request: Request) -> asyncio.Semaphore:
     state = request.app.state
     if getattr(state, "sheet_parsers", None) is None:
         state.sheet_parsers = asyncio.Semaphore(PARALLEL_PARSES)
-    return state.sheet_parsers  # type: ignore[no-any-return]
+    return state.sheet_parsers
 
 
 @router.get("/template.xlsx")
@@ -240,7 +243,7 @@ async def upload(
     state: StateDep,
     user: Importer,
     file: Annotated[UploadFile, File(description=".xlsx or .csv, one row per order line")],
-    channel: Annotated[str, Form(pattern=r"^[a-z0-9][a-z0-9_-]{1,39}$")] = "import",
+    channel: UploadChannel = "import",
 ) -> JSONResponse:
     """Check the file, keep its rows, and start an ImportWorkflow for them."""
     filename = clean_filename(file.filename)
@@ -290,7 +293,7 @@ async def upload(
         import_id = imp.id
     try:
         handle = await state.client.start_workflow(
-            "ImportWorkflow",
+            ImportWorkflow.run,
             ImportInput(import_id=import_id),
             id=f"import-{import_id}",
             task_queue=state.settings.task_queue,

@@ -4,11 +4,12 @@ import logging
 from datetime import UTC, datetime
 
 from fastapi import APIRouter, Depends, HTTPException
-from sqlalchemy import func, select, update
+from sqlalchemy import select
 from temporalio.client import Client
 
 from api.deps import CurrentUser, SessionDep, TemporalDep, require
 from api.errors import responses
+from db import stock
 from db.models import Order, OrderLine, Replenishment, Stock
 from domain.payloads import Model, OrderRef
 from domain.status import OrderStatus
@@ -50,15 +51,7 @@ async def set_stock(
             f"open orders of {sku}; release or ship them first",
         )
     raised = body.on_hand > current.on_hand
-    await session.execute(
-        update(Stock)
-        .where(Stock.sku == sku)
-        .values(
-            on_hand=body.on_hand,
-            received=Stock.received + max(body.on_hand - current.on_hand, 0),
-            updated_at=func.now(),
-        )
-    )
+    await stock.adjust(session, sku, body.on_hand)  # the row is locked: it cannot refuse now
     await session.commit()
     await session.refresh(current)
     if raised:
@@ -128,20 +121,12 @@ async def receive(replenishment_id: DbId, session: SessionDep, client: TemporalD
         raise HTTPException(409, f"replenishment {replenishment_id} is already {row.status}")
     row.status = "received"
     row.received_at = datetime.now(UTC)
-    await session.execute(
-        update(Stock)
-        .where(Stock.sku == row.sku)
-        .values(
-            on_hand=Stock.on_hand + row.quantity,
-            received=Stock.received + row.quantity,
-            updated_at=func.now(),
-        )
-    )
+    await stock.receive(session, row.sku, row.quantity)
     await session.commit()
-    stock = await session.get(Stock, row.sku, populate_existing=True)
-    assert stock is not None
+    level = await session.get(Stock, row.sku, populate_existing=True)
+    assert level is not None
     await wake_backorders(session, client, row.sku)
-    return _out(stock)
+    return _out(level)
 
 
 @router.get("/{sku}")

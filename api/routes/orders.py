@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from datetime import UTC, date, datetime, timedelta
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 from fastapi import APIRouter, Depends, Header, HTTPException, Query, Response
 from fastapi.responses import JSONResponse
@@ -20,11 +20,11 @@ from temporalio.client import (
 )
 from temporalio.exceptions import ActivityError, ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
+from temporalio.workflow import UpdateMethodMultiParam
 
 from api.auth import Caller
 from api.deps import CurrentUser, SessionDep, StateDep, channel_scope, require
 from api.errors import ErrorBody, ProblemsError, responses
-from api.intake import OrderStartError, _ensure_started, check_channel, create_order
 from db.models import Approval, Invoice, Order, OrderEvent, OrderLine, Shipment
 from domain.payloads import (
     AmendIn,
@@ -40,10 +40,14 @@ from domain.payloads import (
 )
 from domain.status import FINAL_STATUSES, SHIPPED_OR_LATER, OrderStatus
 from domain.types import Code40, Printable, Text2000
+from services.intake import OrderStartError, check_channel, create_order, ensure_started
 from services.metrics import INTAKE_SECONDS, ORDERS_REFUSED, ORDERS_STARTED
 from services.temporal import temporal_ui_link, workflow_id
+from workflows.order import OrderWorkflow
 
 router = APIRouter(prefix="/orders", tags=["orders"], responses=responses(404, 409))
+
+A = TypeVar("A")
 
 IdemKey = Annotated[str, StringConstraints(min_length=1, max_length=200), Printable()]
 OrderId = Code40
@@ -313,7 +317,7 @@ async def _start_if_stranded(state: StateDep, order_id: str) -> bool:
         if status != OrderStatus.RECEIVED.value:
             return False
         try:
-            await _ensure_started(s, state.client, state.settings, order_id)
+            await ensure_started(s, state.client, state.settings, order_id)
         except (RPCError, SQLAlchemyError):
             raise  # Temporal or PostgreSQL down: the outage handlers' 503
         except Exception as err:
@@ -326,7 +330,12 @@ async def _start_if_stranded(state: StateDep, order_id: str) -> bool:
     return True
 
 
-async def _update(state: StateDep, order_id: str, name: str, arg: Any, **kw: Any) -> Any:
+async def _update(
+    state: StateDep,
+    order_id: str,
+    update: UpdateMethodMultiParam[[OrderWorkflow, A], Any],
+    arg: A,
+) -> OrderState:
     """Send an Update to the order's workflow. Between two of its steps the server can answer
     'not ready' for a moment: retried a few times before the caller hears about it. An order
     whose workflow never started (stored during an outage) is started first."""
@@ -334,7 +343,8 @@ async def _update(state: StateDep, order_id: str, name: str, arg: Any, **kw: Any
     stranded_checked = False
     for attempt in range(5):
         try:
-            return await handle.execute_update(name, arg, **kw)
+            result: OrderState = await handle.execute_update(update, arg)
+            return result
         except RPCError as err:
             if err.status == RPCStatusCode.NOT_FOUND and not stranded_checked:
                 stranded_checked = True
@@ -386,11 +396,10 @@ async def _cancel_within(state: StateDep, order_id: str, req: CancelRequest) -> 
         try:
             update = await _bounded(
                 handle.start_update(
-                    "cancel",
+                    OrderWorkflow.cancel,
                     req,
                     id=f"cancel-{order_id}",
                     wait_for_stage=WorkflowUpdateStage.ACCEPTED,
-                    result_type=OrderState,
                 ),
                 deadline - time.monotonic(),
             )
@@ -406,7 +415,7 @@ async def _cancel_within(state: StateDep, order_id: str, req: CancelRequest) -> 
                 raise
             await asyncio.sleep(0.2 * (attempt + 1))
     try:
-        return await _bounded(update.result(), deadline - time.monotonic())  # type: ignore[no-any-return]
+        return await _bounded(update.result(), deadline - time.monotonic())
     except TimeoutError:
         return None
     except WorkflowUpdateFailedError as err:
@@ -423,9 +432,7 @@ async def _current_state(
     """The workflow's live state; from PostgreSQL when the workflow cannot answer at once."""
     handle = state.client.get_workflow_handle(workflow_id(order.id))
     try:
-        return await handle.query(  # type: ignore[no-any-return]
-            "state", result_type=OrderState, rpc_timeout=timedelta(seconds=2)
-        )
+        return await handle.query(OrderWorkflow.state, rpc_timeout=timedelta(seconds=2))
     except (RPCError, WorkflowQueryFailedError, WorkflowQueryRejectedError):
         await session.refresh(order)
         return OrderState(
@@ -477,7 +484,7 @@ async def decide(
     decision = Decision(decision=body.decision, comment=body.comment, by=user.name, role=user.role)
     for attempt in range(10):
         try:
-            return await _update(state, order_id, "decide", decision, result_type=OrderState)  # type: ignore[no-any-return]
+            return await _update(state, order_id, OrderWorkflow.decide, decision)
         except (WorkflowUpdateFailedError, RPCError) as err:
             # The level is in the inbox (PostgreSQL) a moment before the workflow, busy or
             # recovering a task, has it open: retry briefly rather than answer "nothing".
@@ -502,9 +509,8 @@ async def retry_shipping(
         return await _update(
             state,
             order_id,
-            "retry_shipping",
+            OrderWorkflow.retry_shipping,
             CancelRequest(reason="retry", by=user.name),
-            result_type=OrderState,
         )
     except (WorkflowUpdateFailedError, RPCError) as err:
         raise _update_error(err, order_id) from err
@@ -595,9 +601,8 @@ async def amend(
         await _update(
             state,
             order_id,
-            "amend",
+            OrderWorkflow.amend,
             Amendment(change=body, by=user.name, role=user.role),
-            result_type=OrderState,
         )
     except (WorkflowUpdateFailedError, RPCError) as err:
         raise _update_error(err, order_id) from err
@@ -620,9 +625,8 @@ async def carrier_exception(
         return await _update(
             state,
             order_id,
-            "resolve_exception",
+            OrderWorkflow.resolve_exception,
             ExceptionDecision(action=body.action, comment=body.comment, by=user.name),
-            result_type=OrderState,
         )
     except (WorkflowUpdateFailedError, RPCError) as err:
         raise _update_error(err, order_id) from err

@@ -146,18 +146,8 @@ async def set_promotion(
 @router.get("/promotions")
 async def list_promotions(session: SessionDep, _: CurrentUser) -> list[PromotionIn]:
     rows = await session.scalars(select(Promotion).order_by(Promotion.starts, Promotion.code))
-    return [
-        PromotionIn(
-            code=p.code,
-            kind=p.kind,
-            value=p.value,
-            sku=p.sku,  # type: ignore[arg-type]
-            starts=p.starts,
-            ends=p.ends,
-            active=p.active,
-        )
-        for p in rows
-    ]
+    # From the rows' attributes: `kind` is a plain string there, a Literal here.
+    return [PromotionIn.model_validate(p, from_attributes=True) for p in rows]
 
 
 @router.post("/pricing/preview")

@@ -7,12 +7,13 @@ from datetime import UTC, date, datetime
 from typing import Literal
 
 from fastapi import APIRouter, Depends, HTTPException
-from sqlalchemy import func, select, update
+from sqlalchemy import select, update
 from sqlalchemy.dialects.postgresql import insert
 
 from api.deps import Caller, CurrentUser, SessionDep, TemporalDep, require
 from api.errors import responses
-from db.models import OrderLine, ProductionOrder, Reservation, Stock
+from db import stock
+from db.models import OrderLine, ProductionOrder, Reservation
 from domain.payloads import Model, OrderRef
 from domain.types import DbId
 from services.temporal import workflow_id
@@ -74,16 +75,7 @@ async def complete(
     if p.status != "open":
         raise HTTPException(409, f"production order {production_id} is {p.status}")
     p.status, p.completed_by, p.completed_at = "completed", user.name, datetime.now(UTC)
-    await session.execute(
-        update(Stock)
-        .where(Stock.sku == p.sku)
-        .values(
-            on_hand=Stock.on_hand + p.quantity,
-            reserved=Stock.reserved + p.quantity,
-            received=Stock.received + p.quantity,
-            updated_at=func.now(),
-        )
-    )
+    await stock.receive(session, p.sku, p.quantity, reserved=True)
     await session.execute(
         insert(Reservation).values(
             order_id=p.order_id,

@@ -6,7 +6,8 @@ from sqlalchemy import select
 
 from api.deps import CurrentUser, SessionDep, require
 from api.errors import ProblemsError, responses
-from db.models import Product, ProductSubstitute, Stock
+from db import stock
+from db.models import Product, ProductSubstitute
 from domain.payloads import Model, Problem
 from domain.types import Code20, Code40, Money, Name200, Quantity
 
@@ -54,7 +55,7 @@ async def create_product(body: ProductIn, session: SessionDep) -> ProductOut:
         raise ProblemsError(unknown)
     session.add(Product(**body.model_dump(exclude={"substitutes"})))
     await session.flush()
-    session.add(Stock(sku=body.sku, on_hand=0, reserved=0))
+    stock.open_row(session, body.sku)
     session.add_all(
         ProductSubstitute(sku=body.sku, position=i, substitute_sku=s)
         for i, s in enumerate(body.substitutes)

@@ -3,7 +3,7 @@ typed, a quick mode for pasted lines, a product search, substitutes for a short 
 
 Nothing here knows a business rule. A draft is checked by the `OrderIn` model and
 `quote()` (orderflow/db/quotes.py), exactly as POST /orders and the price preview check it,
-and created by `create_order` (orderflow/api/intake.py) with the caller's scope, as
+and created by `create_order` (services/intake.py) with the caller's scope, as
 POST /orders creates it. This module only reads the form, finds what was typed (a customer
 by code or name, a SKU in any case), and lays the answers out for a person.
 
@@ -31,13 +31,13 @@ from starlette.datastructures import FormData
 
 from api.deps import Caller, CurrentUser, SessionDep, StateDep
 from api.errors import ProblemsError
-from api.intake import OrderStartError, check_channel, create_order
 from api.routes.customers import CustomerOut, get_customer
 from api.ui.web import ConsoleRoute, render, templates
 from db import repo
 from db.models import Customer, Product, ProductSubstitute
 from db.quotes import quote
 from domain.payloads import OrderIn, PricedLine, Problem
+from services.intake import OrderStartError, check_channel, create_order
 from services.metrics import INTAKE_SECONDS, ORDERS_REFUSED, ORDERS_STARTED
 
 router = APIRouter(prefix="/ui/orders/new", route_class=ConsoleRoute, include_in_schema=False)
@@ -408,7 +408,7 @@ async def assess(session: AsyncSession, user: Caller, draft: Draft) -> Assessmen
         for p in q.problems:
             if p.loc[:1] == ["customer_code"] and found is None:
                 continue
-            row = good[p.loc[1]].index if len(p.loc) >= 2 and p.loc[0] == "lines" else None
+            row = good[int(p.loc[1])].index if len(p.loc) >= 2 and p.loc[0] == "lines" else None
             problems.append(_problem(p.loc, p.code, p.message, row))
         if q.priced is not None and good:
             prices: list[PricedLine | None] = list(q.priced.lines)
@@ -421,10 +421,10 @@ async def assess(session: AsyncSession, user: Caller, draft: Draft) -> Assessmen
         for r, line in zip(good, prices, strict=False):
             r.price = line
     await _suggest_substitutes(session, filled)
-    for p in problems:
-        if p["row"] is not None:
-            row = next(r for r in filled if r.index == p["row"])
-            row.problems.append(p["message"])
+    for problem in problems:
+        if problem["row"] is not None:
+            with_problem = next(r for r in filled if r.index == problem["row"])
+            with_problem.problems.append(problem["message"])
     result.problems = problems
     return result
 

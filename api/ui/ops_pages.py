@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import time
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any, get_type_hints
+from typing import Annotated, Any
 
 from fastapi import APIRouter, File, HTTPException, Query, Request, UploadFile
 from fastapi.responses import RedirectResponse, Response
@@ -26,8 +26,6 @@ from services.stuck import find_stuck
 router = APIRouter(prefix="/ui", route_class=ConsoleRoute, include_in_schema=False)
 
 PageNo = Annotated[int, Query(ge=1, le=10_000)]
-# The upload's channel field exactly as POST /imports declares it (same pattern).
-UploadChannel = get_type_hints(imports.upload, include_extras=True)["channel"]
 AGES = {"5m": 300, "30m": 1800, "2h": 7200, "1d": 86400, "3d": 3 * 86400}
 OPEN_STATUSES = [s.value for s in OrderStatus if s not in FINAL_STATUSES]
 BAR_MAX = 190  # px of the longest bar in a 400-wide chart (labels left, values right)
@@ -151,7 +149,7 @@ async def import_upload(
     session: SessionDep,
     user: imports.Importer,
     file: Annotated[UploadFile, File()],
-    channel: UploadChannel = "import",
+    channel: imports.UploadChannel = "import",
 ) -> Response:
     """POST /imports' own function: check the sheet, start its ImportWorkflow."""
     try:

@@ -56,7 +56,7 @@ SECURITY_HEADERS = {
 
 
 def _settings(request: Request) -> Settings:
-    return request.app.state.orderflow.settings  # type: ignore[no-any-return]
+    return request.app.state.orderflow.settings
 
 
 def console_session(request: Request) -> ConsoleSession | None:

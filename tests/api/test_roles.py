@@ -8,6 +8,7 @@ import uuid
 from pathlib import Path
 
 import httpx
+from fastapi import FastAPI
 from fastapi.routing import iter_route_contexts
 from httpx import ASGITransport
 from starlette.routing import Mount
@@ -23,15 +24,16 @@ DOCS = Path(__file__).parent.parent.parent / "docs" / "roles.md"
 PLACEHOLDER = "99999999"
 
 
-def _routes(app) -> list[tuple[str, str, object]]:  # type: ignore[no-untyped-def]
-    out = []
+def _routes(app: FastAPI) -> list[tuple[str, str, object]]:
+    out: list[tuple[str, str, object]] = []
     for ctx in iter_route_contexts(app.routes):
+        assert ctx.path is not None, ctx  # every route of the app has one
         for method in sorted(ctx.methods or ()):
             out.append((method, ctx.path, ctx.original_route))
     return out
 
 
-def _console_session(app, token: str | None) -> tuple[str, str]:  # type: ignore[no-untyped-def]
+def _console_session(app: FastAPI, token: str | None) -> tuple[str, str]:
     """A console session (signed in with `token`, or anonymous): its Cookie header and its
     forms' CSRF token."""
     from api.ui.session import COOKIE, csrf_token, dump, new_session

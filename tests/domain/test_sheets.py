@@ -6,6 +6,7 @@ import io
 import re
 import tracemalloc
 import zipfile
+from collections.abc import Callable
 from datetime import time
 
 import pytest
@@ -31,7 +32,7 @@ def xlsx(rows: list[list], header: list | None = None) -> bytes:
     return buf.getvalue()
 
 
-def rewrite_sheet(content: bytes, change) -> bytes:  # type: ignore[no-untyped-def]
+def rewrite_sheet(content: bytes, change: Callable[[bytes], bytes]) -> bytes:
     """The same workbook with its first sheet's XML passed through `change`."""
     src = zipfile.ZipFile(io.BytesIO(content))
     out = io.BytesIO()

@@ -1,10 +1,12 @@
-"""Intake: re-check the order inside the workflow, credit control and approval routing."""
+"""Assessment: re-check the order inside the workflow, credit control and approval routing
+(its activities keep their names, `intake.assess_order` and `intake.amend_order`)."""
 
 from __future__ import annotations
 
 from datetime import UTC, date, datetime
 
 from sqlalchemy import delete, func, select
+from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio import activity
 
 from activities.base import DbActivities
@@ -31,7 +33,7 @@ from domain.routing import RoutingFacts, route
 from domain.status import OrderStatus
 
 
-class IntakeActivities(DbActivities):
+class AssessmentActivities(DbActivities):
     @activity.defn(name="intake.assess_order")
     async def assess_order(self, ref: AssessRequest) -> Assessment:
         """Credit check and routing; marks the order validated (and approved when touchless)."""
@@ -118,8 +120,13 @@ class IntakeActivities(DbActivities):
             )
 
 
-async def _route(  # type: ignore[no-untyped-def]
-    s, order: Order, customer: Customer, routing: list[RoutingRule], grace_days: int, today: date
+async def _route(
+    s: AsyncSession,
+    order: Order,
+    customer: Customer,
+    routing: list[RoutingRule],
+    grace_days: int,
+    today: date,
 ) -> tuple[CreditVerdict, list[ApprovalLevel]]:
     """Credit check and approval routing of an order as it stands."""
     lines = (await s.scalars(select(OrderLine).where(OrderLine.order_id == order.id))).all()
@@ -145,8 +152,8 @@ async def _route(  # type: ignore[no-untyped-def]
     return verdict, route(RoutingFacts(total=order.total, reasons=reasons), routing)
 
 
-async def _apply(  # type: ignore[no-untyped-def]
-    s, order: Order, change: AmendIn, today: date
+async def _apply(
+    s: AsyncSession, order: Order, change: AmendIn, today: date
 ) -> tuple[list[Problem], list[str]]:
     """Write the amendment to the order; answers (problems, what changed in words)."""
     changes: list[str] = []

@@ -1,6 +1,7 @@
-"""Order intake: validate, price, persist and start, and nothing more (it is the hot path).
+"""Order entry: validate, price, persist and start, and nothing more (it is the hot path).
 
-Shared by POST /orders and the importers, so every channel passes the same rules.
+Shared by POST /orders, the signed webhooks, the console and the import activities, so every
+channel passes the same rules.
 """
 
 from __future__ import annotations
@@ -25,21 +26,20 @@ from temporalio.common import (
 )
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
-from api.auth import Caller
-from api.errors import ProblemsError
 from db import repo
 from db.models import (
     Channel,
     IdempotencyKey,
     Order,
-    OrderEvent,
     OrderLine,
     RejectedAttempt,
     User,
 )
 from db.quotes import line_rows, quote
 from db.session import SessionFactory
+from domain.callers import Caller
 from domain.payloads import OrderIn, OrderWorkflowInput, Problem, RoutingRule, SlaPolicy
+from domain.problems import ProblemsError
 from domain.search_attributes import CHANNEL, CUSTOMER, STATUS, TOTAL
 from domain.status import OrderStatus
 from services.config import Settings
@@ -259,7 +259,7 @@ async def create_order(
             )
             if previous is not None:
                 try:  # a replay of an order stored during an outage starts it
-                    await _ensure_started(session, client, settings, previous["id"])
+                    await ensure_started(session, client, settings, previous["id"])
                 except SQLAlchemyError:
                     raise  # PostgreSQL's outage, answered as such
                 except Exception as err:  # Temporal down: the same answer as the first time
@@ -345,7 +345,7 @@ async def check_webhook_channel(session: AsyncSession, user: Caller, channel: st
         )
 
 
-async def _ensure_started(
+async def ensure_started(
     session: AsyncSession, client: Client, settings: Settings, order_id: str
 ) -> None:
     order = await session.get(Order, order_id)
@@ -406,13 +406,13 @@ async def _persist(
         else body.allow_partial_shipment
     )
     order_id = await repo.next_order_id(session)
-    session.add(
+    await repo.open_order(
+        session,
         Order(
             id=order_id,
             customer_code=customer_row.code,
             channel=body.channel,
             external_ref=body.external_ref,
-            status=OrderStatus.RECEIVED.value,
             subtotal=priced.subtotal,
             order_discount=priced.order_discount,
             total=priced.total,
@@ -423,19 +423,11 @@ async def _persist(
             price_rules_version=q.rules_label,
             created_by=actor,
             allow_partial=allow_partial,
-        )
+        ),
+        actor=actor,
+        detail=f"received from {body.channel}",
     )
-    await session.flush()
     session.add_all(line_rows(order_id, priced))
-    session.add(
-        OrderEvent(
-            order_id=order_id,
-            step_key="received",
-            status=OrderStatus.RECEIVED.value,
-            actor=actor,
-            detail=f"received from {body.channel}",
-        )
-    )
     answer = {
         "id": order_id,
         "status": OrderStatus.RECEIVED.value,
