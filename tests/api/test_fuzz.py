@@ -27,6 +27,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import psycopg
 import pytest
 import requests
 import schemathesis
@@ -40,6 +41,7 @@ from schemathesis.checks import (
 from temporalio.testing import WorkflowEnvironment
 
 from api.main import create_app
+from db.migrate import upgrade
 from orderflow.embedded import EmbeddedPostgres, free_port
 from services.config import Settings
 
@@ -82,12 +84,21 @@ def fuzz_target(
     tmp_path_factory: pytest.TempPathFactory,
     request: pytest.FixtureRequest,
 ) -> Iterator[FuzzTarget]:
-    """`orderflow api` and `orderflow worker` on a free port and their own task queue."""
+    """`orderflow api` and `orderflow worker` on a free port, their own task queue and their own
+    database: the fuzzer replaces routing rules, promotions and users as admin may, and no
+    other test may see that."""
     logs = tmp_path_factory.mktemp("fuzz")
     port = free_port()
+    database = f"fuzz_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(
+        f"host={pg.host} port={pg.port} user=postgres dbname=postgres", autocommit=True
+    ) as conn:
+        conn.execute(f'CREATE DATABASE "{database}"')
+    url = pg.url.rsplit("/", 1)[0] + f"/{database}"
+    upgrade(url)
     env = {
         **os.environ,
-        "ORDERFLOW_DATABASE_URL": pg.url,
+        "ORDERFLOW_DATABASE_URL": url,
         "TEMPORAL_ADDRESS": temporal_env.client.service_client.config.target_host,
         "ORDERFLOW_TASK_QUEUE": f"fuzz-{uuid.uuid4().hex[:8]}",
         "ORDERFLOW_HOST": "127.0.0.1",
