@@ -9,7 +9,8 @@ from temporalio import activity
 from activities.base import DbActivities
 from db import repo
 from db.models import Approval
-from domain.payloads import DecisionRecord, StatusChange
+from domain.approvals import DecisionRecord
+from domain.orders import StatusChange
 from domain.status import OrderStatus
 
 

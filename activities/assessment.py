@@ -13,22 +13,19 @@ from activities.base import DbActivities
 from db import repo
 from db.models import Customer, Order, OrderEvent, OrderLine
 from db.quotes import line_rows, quote
+from domain.approvals import ApprovalLevel, Assessment, AssessRequest, RoutingRule
 from domain.credit import CreditVerdict, assess_credit
 from domain.money import fmt
-from domain.payloads import (
+from domain.orders import (
     Address,
     AmendIn,
     AmendRequest,
     AmendResult,
-    ApprovalLevel,
-    Assessment,
-    AssessRequest,
     OrderIn,
     OrderLineIn,
-    Problem,
-    RoutingRule,
     StatusChange,
 )
+from domain.problems import Problem
 from domain.routing import RoutingFacts, route
 from domain.status import OrderStatus
 

@@ -21,8 +21,9 @@ from db.models import (
     Receivable,
     Reservation,
 )
+from domain.fulfilment import Compensation
 from domain.money import fmt, q2
-from domain.payloads import Compensation, OrderRef, StatusChange
+from domain.orders import OrderRef, StatusChange
 from domain.status import OrderStatus, wave_key
 
 

@@ -20,15 +20,9 @@ from activities.orders import OrderActivities
 from activities.shipping import ShippingActivities
 from activities.warehouse import WarehouseActivities
 from db.session import SessionFactory
-from domain.payloads import (
-    DeliveryClose,
-    FirstPass,
-    FirstPassRequest,
-    OrderRef,
-    Prepared,
-    PrepareRequest,
-    ShipmentRecord,
-)
+from domain.fulfilment import FirstPass, FirstPassRequest, Prepared, PrepareRequest
+from domain.orders import OrderRef
+from domain.shipping import DeliveryClose, ShipmentRecord
 from services.config import Settings
 
 

@@ -12,8 +12,9 @@ from temporalio.client import Client
 
 from activities.base import DbActivities
 from db.models import Import, ImportRow
-from domain.payloads import ImportInput, ImportProgress, OrderIn, Problem
-from domain.problems import ProblemsError
+from domain.imports import ImportInput, ImportProgress
+from domain.orders import OrderIn
+from domain.problems import Problem, ProblemsError
 from domain.sheets import Sheet, group_orders
 from services.imports import reject_group, row_messages, sheet_column
 from services.intake import create_order

@@ -14,7 +14,8 @@ from temporalio import activity
 from activities.base import DbActivities
 from db import repo, stock
 from db.models import OrderLine, Product, ProductionOrder, Reservation
-from domain.payloads import Compensation, OrderRef, ReserveResult, StatusChange
+from domain.fulfilment import Compensation, ReserveResult
+from domain.orders import OrderRef, StatusChange
 from domain.status import OrderStatus, wave_key
 
 

@@ -23,7 +23,7 @@ from activities.base import DbActivities
 from db.models import Alert as AlertRow
 from db.models import Approval, Customer, Order, OrderLine
 from db.session import SessionFactory
-from domain.payloads import Alert, Notice
+from domain.alerts import Alert, Notice
 from services.config import Settings
 
 log = logging.getLogger("orderflow.notify")

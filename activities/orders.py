@@ -8,7 +8,7 @@ from temporalio import activity
 from activities.base import DbActivities
 from db import repo
 from db.models import Order
-from domain.payloads import StatusChange
+from domain.orders import StatusChange
 from domain.status import FINAL_STATUSES, OrderStatus
 
 

@@ -19,14 +19,14 @@ from activities.billing import credit_invoice
 from db import repo, stock
 from db.models import Invoice, OrderLine, Reservation, Shipment
 from db.session import SessionFactory
-from domain.payloads import (
+from domain.fulfilment import Compensation
+from domain.orders import StatusChange
+from domain.shipping import (
     Booking,
-    Compensation,
     DeliveryEvent,
     ShipmentLoss,
     ShipmentRecord,
     ShipmentRequest,
-    StatusChange,
     TrackRequest,
     TrackResult,
 )

@@ -11,7 +11,8 @@ from temporalio import activity
 from activities.base import DbActivities
 from db import repo
 from db.models import OrderLine, PickList, Product
-from domain.payloads import Compensation, OrderRef, PackResult, StatusChange
+from domain.fulfilment import Compensation, PackResult
+from domain.orders import OrderRef, StatusChange
 from domain.status import OrderStatus, wave_key
 
 UNITS_PER_PACKAGE = 50

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from domain.payloads import ROLES
+from domain.callers import ROLES
 
 # No bearer token: health probes, Prometheus, the OpenAPI documents, a blank template.
 PUBLIC: Literal["public"] = "public"

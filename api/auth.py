@@ -13,8 +13,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.models import User
-from domain.callers import Caller
-from domain.payloads import ROLES
+from domain.callers import ROLES, Caller
 
 # The same rule as a webhook channel's name (api/routes/channels.py) and orders.channel.
 CHANNEL_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{1,39}$")

@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict
 from sqlalchemy.exc import DataError, IntegrityError
 
 from db import data_errors
-from domain.payloads import Problem
+from domain.problems import Problem
 from domain.problems import ProblemsError as ProblemsError  # answered by install() below
 
 log = logging.getLogger("orderflow.api")

@@ -12,8 +12,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from db import repo
 from db.models import Customer, OrderLine
-from domain.payloads import OrderIn, Problem
+from domain.orders import OrderIn
 from domain.pricing import PricedOrder, PriceRules, price_order
+from domain.problems import Problem
 from domain.validation import validate_order
 
 

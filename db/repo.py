@@ -27,8 +27,9 @@ from db.models import (
 )
 from db.models import Promotion as PromotionRow
 from db.models import QuantityBreak as QuantityBreakRow
+from domain.approvals import RoutingRule
 from domain.facts import CreditFacts, CustomerFacts, ProductFacts, StockFacts
-from domain.payloads import RoutingRule, StatusChange
+from domain.orders import StatusChange
 from domain.pricing import PriceRules, Promotion, QuantityBreak
 from domain.status import UNBILLED_OPEN, OrderStatus, can_move
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal, get_args
 
 
 @dataclass(frozen=True)
@@ -23,3 +24,9 @@ class Caller:
         if self.role == "channel" and self.channel is not None:
             return f"token-channel:{self.channel}"
         return f"user:{self.id}"
+
+
+Role = Literal["admin", "sales", "credit_controller", "sales_manager", "director", "ops", "channel"]
+
+
+ROLES: tuple[str, ...] = get_args(Role)

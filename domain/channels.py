@@ -9,7 +9,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from domain.payloads import OrderIn, Problem
+from domain.orders import OrderIn
+from domain.problems import Problem
 
 MAX_SKEW_SECONDS = 300
 MAPPINGS = ("generic", "webshop")

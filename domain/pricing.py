@@ -22,7 +22,7 @@ from decimal import Decimal
 
 from domain.facts import CustomerFacts, ProductFacts
 from domain.money import q2
-from domain.payloads import PricedLine
+from domain.orders import PricedLine
 
 HUNDRED = Decimal(100)
 

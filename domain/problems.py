@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from domain.payloads import Problem
+from domain.base import Model
 
 
 class ProblemsError(Exception):
@@ -16,3 +16,11 @@ class ProblemsError(Exception):
         self.problems = problems
         self.status_code = status_code
         self.extra = extra
+
+
+class Problem(Model):
+    """One thing wrong with an order: where, a stable code, and words for a person."""
+
+    loc: list[str | int]
+    code: str
+    message: str

@@ -11,8 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from decimal import Decimal
 
+from domain.approvals import ApprovalLevel, RoutingRule
 from domain.money import fmt
-from domain.payloads import ApprovalLevel, RoutingRule
 
 DEFAULT_RULES: tuple[RoutingRule, ...] = (
     RoutingRule(condition="credit_over_limit", role="credit_controller", position=10),

@@ -160,6 +160,7 @@ LineQuantity = Annotated[
     WithJsonSchema({"type": "integer", "minimum": 1, "maximum": INT4_MAX}),
 ]
 
+
 @dataclass(frozen=True)
 class DecimalText:
     """Annotated marker: the JSON schema states the decimal places (multipleOf on the number

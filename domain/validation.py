@@ -6,7 +6,8 @@ from datetime import date
 from decimal import Decimal
 
 from domain.facts import CustomerFacts, ProductFacts
-from domain.payloads import OrderIn, Problem
+from domain.orders import OrderIn
+from domain.problems import Problem
 from domain.types import MONEY_MAX
 
 

@@ -261,7 +261,7 @@ class AlertSender:
         from temporalio.common import WorkflowIDConflictPolicy
         from temporalio.exceptions import WorkflowAlreadyStartedError
 
-        from domain.payloads import Alert
+        from domain.alerts import Alert
         from workflows.alert import AlertWorkflow, alert_workflow_id
 
         stamp = restart.died_at.isoformat(timespec="seconds")

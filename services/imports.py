@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from db.models import ImportRow
-from domain.payloads import Problem
+from domain.problems import Problem
 
 
 def row_messages(problems: list[Problem], row_nos: list[int]) -> dict[int, str]:

@@ -37,9 +37,10 @@ from db.models import (
 )
 from db.quotes import line_rows, quote
 from db.session import SessionFactory
+from domain.approvals import RoutingRule, SlaPolicy
 from domain.callers import Caller
-from domain.payloads import OrderIn, OrderWorkflowInput, Problem, RoutingRule, SlaPolicy
-from domain.problems import ProblemsError
+from domain.orders import OrderIn, OrderWorkflowInput
+from domain.problems import Problem, ProblemsError
 from domain.search_attributes import CHANNEL, CUSTOMER, STATUS, TOTAL
 from domain.status import OrderStatus
 from services.config import Settings

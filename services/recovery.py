@@ -22,7 +22,7 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 
 from db.models import Import, Order
 from db.session import SessionFactory
-from domain.payloads import ImportInput
+from domain.imports import ImportInput
 from domain.status import OrderStatus
 from services.config import Settings
 from services.intake import ensure_started

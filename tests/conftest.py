@@ -29,7 +29,7 @@ from db.migrate import upgrade
 from db.models import Order
 from db.session import SessionFactory, make_engine, make_session_factory
 from domain import search_attributes
-from domain.payloads import ROLES
+from domain.callers import ROLES
 from domain.status import FINAL_STATUSES
 from orderflow.embedded import EmbeddedPostgres, free_port, venv_binary
 from services.config import Settings

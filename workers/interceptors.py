@@ -16,7 +16,7 @@ from temporalio.worker import (
     Interceptor,
 )
 
-from domain.payloads import Alert
+from domain.alerts import Alert
 from workflows.alert import AlertWorkflow, alert_workflow_id
 
 log = logging.getLogger("orderflow.worker")

@@ -15,7 +15,7 @@ from workflows.policies import (
 
 with workflow.unsafe.imports_passed_through():
     from activities.notify import NotifyActivities
-    from domain.payloads import Alert
+    from domain.alerts import Alert
 
 
 def alert_workflow_id(dedup_key: str) -> str:

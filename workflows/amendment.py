@@ -13,7 +13,7 @@ from workflows.text import one_line
 
 with workflow.unsafe.imports_passed_through():
     from activities.assessment import AssessmentActivities
-    from domain.payloads import Amendment, AmendRequest
+    from domain.orders import Amendment, AmendRequest
     from domain.status import LINES_AMENDABLE, can_cancel
 
 

@@ -15,7 +15,7 @@ from workflows.text import utc
 with workflow.unsafe.imports_passed_through():
     from activities.approvals import ApprovalActivities
     from activities.orders import OrderActivities
-    from domain.payloads import ApprovalLevel, Decision, DecisionRecord
+    from domain.approvals import ApprovalLevel, Decision, DecisionRecord
     from domain.status import OrderStatus, wave_key
 
 # Who a decision sent straight to Temporal is recorded as (see ApprovalChain.overridden).

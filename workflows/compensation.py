@@ -21,7 +21,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.inventory import InventoryActivities
     from activities.shipping import ShippingActivities
     from activities.warehouse import WarehouseActivities
-    from domain.payloads import Compensation
+    from domain.fulfilment import Compensation
 
 Undo = Callable[[Any, Compensation], Awaitable[Any]]
 

@@ -32,14 +32,9 @@ from workflows.text import one_line, plural
 with workflow.unsafe.imports_passed_through():
     from activities.notify import NotifyActivities
     from activities.orders import OrderActivities
-    from domain.payloads import (
-        Alert,
-        CancelRequest,
-        DecisionRecord,
-        Notice,
-        OrderWorkflowInput,
-        StatusChange,
-    )
+    from domain.alerts import Alert, Notice
+    from domain.approvals import DecisionRecord
+    from domain.orders import CancelRequest, OrderWorkflowInput, StatusChange
     from domain.search_attributes import AWAITING_ROLE, STATUS
     from domain.status import OrderStatus, can_move
     from workflows.alert import AlertWorkflow, alert_workflow_id

@@ -15,7 +15,7 @@ from workflows.text import listed
 with workflow.unsafe.imports_passed_through():
     from activities.fulfil import FulfilActivities
     from activities.shipping import ShippingActivities
-    from domain.payloads import (
+    from domain.shipping import (
         Booking,
         DeliveryClose,
         DeliveryEvent,

@@ -23,14 +23,9 @@ with workflow.unsafe.imports_passed_through():
     from activities.inventory import InventoryActivities
     from activities.shipping import ShippingActivities
     from activities.warehouse import WarehouseActivities
-    from domain.payloads import (
-        Booking,
-        OrderRef,
-        Prepared,
-        PrepareRequest,
-        ShipmentRecord,
-        ShipmentRequest,
-    )
+    from domain.fulfilment import Prepared, PrepareRequest
+    from domain.orders import OrderRef
+    from domain.shipping import Booking, ShipmentRecord, ShipmentRequest
     from domain.status import OrderStatus
 
 

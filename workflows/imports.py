@@ -16,7 +16,7 @@ from workflows.policies import (
 
 with workflow.unsafe.imports_passed_through():
     from activities.imports import ImportActivities
-    from domain.payloads import ImportInput
+    from domain.imports import ImportInput
 
 BATCHES_PER_RUN = 200  # then continue as new, keeping the history short
 

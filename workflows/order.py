@@ -25,20 +25,10 @@ with workflow.unsafe.imports_passed_through():
     from activities.assessment import AssessmentActivities
     from activities.fulfil import FulfilActivities
     from activities.orders import OrderActivities
-    from domain.payloads import (
-        Amendment,
-        Assessment,
-        AssessRequest,
-        CancelRequest,
-        Decision,
-        DeliveryEvent,
-        ExceptionDecision,
-        FirstPassRequest,
-        OrderRef,
-        OrderState,
-        OrderWorkflowInput,
-        Prepared,
-    )
+    from domain.approvals import Assessment, AssessRequest, Decision
+    from domain.fulfilment import FirstPassRequest, Prepared
+    from domain.orders import Amendment, CancelRequest, OrderRef, OrderState, OrderWorkflowInput
+    from domain.shipping import DeliveryEvent, ExceptionDecision
     from domain.status import SHIPPED_OR_LATER, OrderStatus, can_cancel
 
 

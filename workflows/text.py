@@ -7,7 +7,7 @@ from datetime import datetime
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
-    from domain.payloads import ReserveResult
+    from domain.fulfilment import ReserveResult
 
 # Temporal caps a summary at 400 bytes (UTF-8, as JSON): a longer one would fail the task.
 SUMMARY_BYTES = 300

@@ -9,7 +9,7 @@ from sqlalchemy import select
 from api.deps import CurrentUser, SessionDep, require
 from api.errors import responses
 from db.models import Alert
-from domain.payloads import Model
+from domain.base import Model
 from domain.types import DbId
 
 router = APIRouter(prefix="/alerts", tags=["alerts"], responses=responses(404))

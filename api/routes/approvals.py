@@ -7,7 +7,7 @@ from sqlalchemy import Select, select
 
 from api.deps import CurrentUser, SessionDep
 from db.models import Approval, Order
-from domain.payloads import Model, Money
+from domain.base import Model, Money
 
 router = APIRouter(prefix="/approvals", tags=["approvals"])
 

@@ -16,8 +16,8 @@ from sqlalchemy import select
 from api.deps import SettingsDep, StateDep, require
 from api.errors import ProblemsError, responses
 from db.models import Channel
+from domain.base import Model
 from domain.channels import MappingError, check_signature, derive_secret, to_order
-from domain.payloads import Model
 from services.intake import OrderStartError, create_order
 
 router = APIRouter(prefix="/channels", tags=["channels"], responses=responses(404, 409))

@@ -11,8 +11,9 @@ from api.deps import Caller, CurrentUser, SessionDep, require
 from api.errors import responses
 from db import repo
 from db.models import Customer
+from domain.base import Model, Money
 from domain.credit import exposure
-from domain.payloads import Address, Model, Money
+from domain.orders import Address
 from domain.types import Code40, Name200
 from domain.types import Money as Amount
 

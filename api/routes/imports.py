@@ -23,7 +23,8 @@ from api.deps import Caller, SessionDep, StateDep, require
 from api.errors import responses
 from api.outages import RETRY_AFTER_S, temporal_outage
 from db.models import Import, ImportRow
-from domain.payloads import ImportInput, Model
+from domain.base import Model
+from domain.imports import ImportInput
 from domain.sheets import (
     COLUMN_HELP,
     COLUMNS,

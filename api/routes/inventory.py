@@ -11,7 +11,8 @@ from api.deps import CurrentUser, SessionDep, TemporalDep, require
 from api.errors import responses
 from db import stock
 from db.models import Order, OrderLine, Replenishment, Stock
-from domain.payloads import Model, OrderRef
+from domain.base import Model
+from domain.orders import OrderRef
 from domain.status import OrderStatus
 from domain.types import Code40, Count, DbId, Quantity, SaneDate
 from services.temporal import workflow_id

@@ -26,18 +26,11 @@ from api.auth import Caller
 from api.deps import CurrentUser, SessionDep, StateDep, channel_scope, require
 from api.errors import ErrorBody, ProblemsError, responses
 from db.models import Approval, Invoice, Order, OrderEvent, OrderLine, Shipment
-from domain.payloads import (
-    AmendIn,
-    Amendment,
-    CancelRequest,
-    Decision,
-    ExceptionDecision,
-    Model,
-    Money,
-    OrderIn,
-    OrderState,
-    Problem,
-)
+from domain.approvals import Decision
+from domain.base import Model, Money
+from domain.orders import AmendIn, Amendment, CancelRequest, OrderIn, OrderState
+from domain.problems import Problem
+from domain.shipping import ExceptionDecision
 from domain.status import FINAL_STATUSES, SHIPPED_OR_LATER, OrderStatus
 from domain.types import Code40, Printable, Text2000
 from services.intake import OrderStartError, check_channel, create_order, ensure_started

@@ -15,7 +15,8 @@ from api.deps import Caller, CurrentUser, SessionDep, require
 from db import repo
 from db.models import CustomerPrice, Promotion, QuantityBreak, TierPrice
 from db.quotes import quote
-from domain.payloads import Model, OrderIn
+from domain.base import Model
+from domain.orders import OrderIn
 from domain.types import Code40, Money, Percent, Quantity, SaneDate
 
 router = APIRouter(tags=["pricing"])

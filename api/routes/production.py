@@ -14,7 +14,8 @@ from api.deps import Caller, CurrentUser, SessionDep, TemporalDep, require
 from api.errors import responses
 from db import stock
 from db.models import OrderLine, ProductionOrder, Reservation
-from domain.payloads import Model, OrderRef
+from domain.base import Model
+from domain.orders import OrderRef
 from domain.types import DbId
 from services.temporal import workflow_id
 

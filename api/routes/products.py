@@ -8,7 +8,8 @@ from api.deps import CurrentUser, SessionDep, require
 from api.errors import ProblemsError, responses
 from db import stock
 from db.models import Product, ProductSubstitute
-from domain.payloads import Model, Problem
+from domain.base import Model
+from domain.problems import Problem
 from domain.types import Code20, Code40, Money, Name200, Quantity
 
 router = APIRouter(prefix="/products", tags=["products"], responses=responses(404, 409))

@@ -11,7 +11,8 @@ from sqlalchemy import delete
 from api.deps import Caller, CurrentUser, SessionDep, require
 from db import repo
 from db.models import RoutingRuleRow
-from domain.payloads import Model, RoutingRule
+from domain.approvals import RoutingRule
+from domain.base import Model
 
 router = APIRouter(prefix="/routing-rules", tags=["routing"])
 

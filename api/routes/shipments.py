@@ -11,7 +11,8 @@ from api.deps import CurrentUser, SessionDep, TemporalDep, channel_scope, requir
 from api.errors import responses
 from db import repo
 from db.models import Order, Shipment
-from domain.payloads import DeliveryEvent, Model
+from domain.base import Model
+from domain.shipping import DeliveryEvent
 from domain.types import TrackingNumber
 from services.temporal import workflow_id
 

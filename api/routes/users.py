@@ -13,7 +13,9 @@ from api.auth import check_binding, create_user, hash_token, revoke_user
 from api.deps import SessionDep, StateDep, require
 from api.errors import ProblemsError, responses
 from db.models import User
-from domain.payloads import Model, NonEmpty, Problem, Role
+from domain.base import Model, NonEmpty
+from domain.callers import Role
+from domain.problems import Problem
 
 router = APIRouter(prefix="/users", tags=["users"], responses=responses(404))
 

@@ -16,7 +16,8 @@ from api.errors import ProblemsError
 from api.routes import orders
 from api.ui import pages
 from api.ui.web import ConsoleRoute, may, render, templates
-from domain.payloads import AmendIn, Problem
+from domain.orders import AmendIn
+from domain.problems import Problem
 from domain.status import FINAL_STATUSES, LINES_AMENDABLE, SHIPPED_OR_LATER
 
 router = APIRouter(prefix="/ui", route_class=ConsoleRoute, include_in_schema=False)

@@ -36,7 +36,8 @@ from api.ui.web import ConsoleRoute, render, templates
 from db import repo
 from db.models import Customer, Product, ProductSubstitute
 from db.quotes import quote
-from domain.payloads import OrderIn, PricedLine, Problem
+from domain.orders import OrderIn, PricedLine
+from domain.problems import Problem
 from services.intake import OrderStartError, check_channel, create_order
 from services.metrics import INTAKE_SECONDS, ORDERS_REFUSED, ORDERS_STARTED
 

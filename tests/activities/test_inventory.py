@@ -11,7 +11,8 @@ from sqlalchemy import func, select
 from activities.inventory import InventoryActivities
 from db.models import Customer, Order, OrderLine, Product, Reservation, Stock
 from db.session import SessionFactory
-from domain.payloads import Compensation, OrderRef
+from domain.fulfilment import Compensation
+from domain.orders import OrderRef
 from services.config import Settings
 
 

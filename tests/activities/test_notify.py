@@ -16,7 +16,7 @@ from temporalio.client import Client
 
 from activities.notify import NotifyActivities, webhook_body
 from db.session import SessionFactory
-from domain.payloads import Alert, Notice
+from domain.alerts import Alert, Notice
 from services.config import Settings
 from tests.conftest import running_api
 from tests.conftest import test_settings as settings_for

@@ -11,7 +11,7 @@ from temporalio.testing import ActivityEnvironment
 
 from activities.shipping import ShippingActivities, SimulatedCarrier
 from db.session import SessionFactory
-from domain.payloads import Booking, ShipmentRequest
+from domain.shipping import Booking, ShipmentRequest
 from services.config import Settings
 
 

@@ -13,7 +13,7 @@ import pytest
 
 from activities.shipping import SimulatedCarrier
 from db.models import Alert
-from domain.payloads import Decision
+from domain.approvals import Decision
 from tests.utils import Stack
 from workers.main import order_worker
 

@@ -10,7 +10,7 @@ from temporalio.client import Client
 from activities.shipping import SimulatedCarrier
 from db.models import Invoice, Shipment
 from db.session import SessionFactory
-from domain.payloads import Booking, ShipmentRequest
+from domain.shipping import Booking, ShipmentRequest
 from orderflow.embedded import EmbeddedPostgres
 from tests import conftest
 from tests.utils import Stack

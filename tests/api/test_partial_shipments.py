@@ -11,7 +11,7 @@ from sqlalchemy import select
 
 from activities.shipping import SimulatedCarrier
 from db.models import Invoice, Receivable
-from domain.payloads import OrderState
+from domain.orders import OrderState
 from tests.utils import Stack, assert_books_balance, until
 from workers.main import order_worker
 

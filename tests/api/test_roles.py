@@ -16,7 +16,7 @@ from starlette.routing import Mount
 from api import access
 from api.auth import create_user
 from api.main import create_app
-from domain.payloads import ROLES
+from domain.callers import ROLES
 from tests.utils import TOKEN_CHANNEL, Stack
 
 DOCS = Path(__file__).parent.parent.parent / "docs" / "roles.md"

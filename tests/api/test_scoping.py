@@ -20,7 +20,7 @@ from api.auth import TokenCache, create_user, hash_token, revoke_user
 from api.errors import ProblemsError
 from db.models import IdempotencyKey, Order, User
 from domain.channels import sign
-from domain.payloads import OrderIn, OrderLineIn
+from domain.orders import OrderIn, OrderLineIn
 from services.intake import _integrity_problem, create_order
 from tests.utils import TOKEN_CHANNEL, Stack
 

@@ -9,9 +9,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
+from domain.approvals import RoutingRule
 from domain.credit import assess_credit
 from domain.facts import CreditFacts
-from domain.payloads import RoutingRule
 from domain.routing import DEFAULT_RULES, RoutingFacts, route
 
 

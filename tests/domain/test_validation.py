@@ -8,7 +8,7 @@ from decimal import Decimal
 import pytest
 
 from domain.facts import CustomerFacts, ProductFacts
-from domain.payloads import OrderIn
+from domain.orders import OrderIn
 from domain.validation import validate_order
 
 TODAY = date(2026, 11, 26)

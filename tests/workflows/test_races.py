@@ -24,7 +24,8 @@ from temporalio.worker._workflow_instance import _WorkflowLogicFlag
 
 from activities.shipping import SimulatedCarrier
 from db.models import Invoice, Order, Shipment, Stock
-from domain.payloads import Booking, CancelRequest, OrderState, ShipmentRequest
+from domain.orders import CancelRequest, OrderState
+from domain.shipping import Booking, ShipmentRequest
 from tests.utils import Stack
 from workers.main import activities_for
 from workflows.alert import AlertWorkflow
