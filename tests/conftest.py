@@ -112,7 +112,7 @@ def test_settings(pg: EmbeddedPostgres, **overrides: object) -> Settings:
         "worker_graceful_shutdown_seconds": 0.0,
     }
     base.update(overrides)
-    return Settings(**base)  # type: ignore[arg-type]
+    return Settings(**base)
 
 
 @pytest.fixture

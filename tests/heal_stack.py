@@ -255,7 +255,7 @@ class UpStack:
         engine = make_engine(url, pool_size=1)
         try:
             await assert_books_balance(
-                SimpleNamespace(sessions=make_session_factory(engine)),  # type: ignore[arg-type]
+                SimpleNamespace(sessions=make_session_factory(engine)),
                 sku,
             )
         finally:

@@ -491,7 +491,7 @@ def test_workers_and_the_api_stop_at_the_same_time(tmp_path: Path):
     sup.stop()
     took = time.monotonic() - t0
     assert not any(c.alive() for c in sup.children)
-    assert [c.process.proc.returncode for c in sup.children] == [0, 0, 0]  # type: ignore[union-attr]
+    assert [c.process.proc.returncode for c in sup.children] == [0, 0, 0]
     assert took < 2 * 1.5, f"stopped one after another: {took:.1f} s"
 
 

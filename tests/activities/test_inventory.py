@@ -113,7 +113,7 @@ async def test_a_retried_reservation_and_a_retried_release_change_nothing(
     for _ in range(3):
         assert (await acts.reserve(OrderRef(order_id=order_id))).fully_reserved
     async with sessions() as s:
-        assert (await s.get(Stock, sku)).reserved == 4  # type: ignore[union-attr]
+        assert (await s.get(Stock, sku)).reserved == 4
     comp = Compensation(order_id=order_id, step="reservation")
     assert await acts.release(comp) == 1
     assert await acts.release(comp) == 0

@@ -71,7 +71,7 @@ async def test_partial_shipment_ships_now_and_the_rest_later_with_an_invoice_eac
 
 async def _state(stack: Stack, order_id: str) -> OrderState:
     handle = stack.client.get_workflow_handle(f"order-{order_id}")
-    return await handle.query("state", result_type=OrderState)  # type: ignore[no-any-return]
+    return await handle.query("state", result_type=OrderState)
 
 
 async def _settled_in(stack: Stack, order_id: str, status: str) -> bool:

@@ -30,14 +30,14 @@ class Console:
         self.csrf = ""
 
     async def page(self, path: str, **kw: object) -> httpx.Response:
-        r = await self.http.get(path, **kw)  # type: ignore[arg-type]
+        r = await self.http.get(path, **kw)
         if m := CSRF.search(r.text):
             self.csrf = m.group(1)
         return r
 
     async def post(self, path: str, data: dict, csrf: bool = True, **kw: object) -> httpx.Response:
         body = {**data, "csrf": self.csrf} if csrf else data
-        return await self.http.post(path, data=body, **kw)  # type: ignore[arg-type]
+        return await self.http.post(path, data=body, **kw)
 
     async def sign_in(self, token: str) -> httpx.Response:
         await self.page("/ui/login")

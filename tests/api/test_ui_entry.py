@@ -330,7 +330,7 @@ async def test_submitting_twice_makes_one_order_and_opens_it(api_stack: Stack):
         locations = {r.headers.get("location") for r in (first, second, third)}
         assert {r.status_code for r in (first, second, third)} == {303}, first.text
         assert len(locations) == 1
-        order_id = locations.pop().rsplit("/", 1)[1]  # type: ignore[union-attr]
+        order_id = locations.pop().rsplit("/", 1)[1]
         assert (await c.page(f"/ui/orders/{order_id}")).status_code == 200
 
         # Another form (another key) is another order.

@@ -166,7 +166,7 @@ async def test_sales_amend_from_the_order_page_every_problem_a_sentence(stack: S
 
 async def _order_at(stack: Stack, channel: str, customer: str, sku: str, **o: object) -> None:
     """An order written straight into the tables, with a timeline at chosen times."""
-    at: datetime = o["at"]  # type: ignore[assignment]
+    at: datetime = o["at"]
     order_id = f"TR-{uuid.uuid4().hex[:10]}"
     qty, shipped = o["qty"], o["shipped"]
     async with stack.sessions() as s:
@@ -175,9 +175,9 @@ async def _order_at(stack: Stack, channel: str, customer: str, sku: str, **o: ob
                 id=order_id,
                 customer_code=customer,
                 channel=channel,
-                status=o["statuses"][-1],  # type: ignore[index]
-                subtotal=Decimal(qty),  # type: ignore[arg-type]
-                total=Decimal(qty),  # type: ignore[arg-type]
+                status=o["statuses"][-1],
+                subtotal=Decimal(qty),
+                total=Decimal(qty),
                 currency="CNY",
                 ship_to={},
                 requested_delivery_date=o.get("due"),
@@ -195,12 +195,12 @@ async def _order_at(stack: Stack, channel: str, customer: str, sku: str, **o: ob
                 quantity=qty,
                 list_price=Decimal(1),
                 unit_price=Decimal(1),
-                line_total=Decimal(qty),  # type: ignore[arg-type]
+                line_total=Decimal(qty),
                 price_rule="list",
                 shipped_qty=shipped,
             )
         )
-        for i, status in enumerate(o["statuses"]):  # type: ignore[attr-defined]
+        for i, status in enumerate(o["statuses"]):
             s.add(
                 OrderEvent(
                     order_id=order_id,

@@ -37,7 +37,7 @@ def error(kind: Any, value: Any) -> dict[str, Any]:
     with pytest.raises(ValidationError) as info:
         TypeAdapter(kind).validate_python(value)
     (err,) = info.value.errors()
-    return err  # type: ignore[return-value]
+    return err
 
 
 @pytest.mark.parametrize(
