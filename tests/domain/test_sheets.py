@@ -10,7 +10,6 @@ from collections.abc import Callable
 from datetime import time
 
 import pytest
-from openpyxl import Workbook
 
 from domain.sheets import (
     COLUMNS,
@@ -19,17 +18,7 @@ from domain.sheets import (
     group_orders,
     read_sheet,
 )
-
-
-def xlsx(rows: list[list], header: list | None = None) -> bytes:
-    wb = Workbook()
-    ws = wb.active
-    ws.append(header or list(COLUMNS))
-    for row in rows:
-        ws.append(row)
-    buf = io.BytesIO()
-    wb.save(buf)
-    return buf.getvalue()
+from tests.api.test_imports import xlsx
 
 
 def rewrite_sheet(content: bytes, change: Callable[[bytes], bytes]) -> bytes:
