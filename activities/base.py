@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio.exceptions import ApplicationError
 
 from db.data_errors import describe_data_error
+from db.repo import IllegalTransition
 from db.session import SessionFactory
 from services.config import Settings
 from services.metrics import observe
@@ -52,6 +53,11 @@ class DbActivities:
                 # The driver's text stays in the worker's log, not in the order's history.
                 log.warning("%s: %s", invalid.message, err.orig)
                 raise invalid from None
+            except IllegalTransition as err:
+                # The transition table says no: the same step would be refused again.
+                raise ApplicationError(
+                    str(err), type="IllegalTransition", non_retryable=True
+                ) from None
             finally:
                 _current.reset(token)
             for moved in session.info.pop("moved", []):

@@ -6,6 +6,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from temporalio import workflow
+from temporalio.exceptions import ActivityError
 
 from workflows.context import OrderContext, OrderStopped
 from workflows.policies import (
@@ -74,24 +75,40 @@ class Compensations:
                 from_shipment=from_shipment,
             )
             ctx.step = one_line(f"undo: {UNDO_SUMMARY[step]} ({stop.status.value})")
-            if local:
-                ctx.show()
-                await workflow.execute_local_activity_method(
-                    fn,
-                    comp,
-                    start_to_close_timeout=DB_TIMEOUT,
-                    retry_policy=COMPENSATION_RETRY,
-                    summary=ctx.step,
-                )
-            else:
-                ctx.publish()
-                await workflow.execute_activity_method(
-                    fn,
-                    comp,
-                    start_to_close_timeout=CARRIER_TIMEOUT,
-                    heartbeat_timeout=CARRIER_HEARTBEAT,
-                    retry_policy=COMPENSATION_RETRY,
-                    summary=ctx.step,
+            try:
+                await self._run(fn, local, comp)
+            except ActivityError as err:
+                # The database refused this undo for good (a retryable one retries for
+                # ever): the others must still run, and a person must look at this one.
+                cause = getattr(err.cause, "message", "") or str(err)
+                await ctx.alert(
+                    "compensation_failed",
+                    "critical",
+                    one_line(f"order {ctx.order_id}: could not {UNDO_SUMMARY[step]}: {cause}"),
+                    key=f"compensation-failed:{ctx.order_id}:{step}",
                 )
             ctx.step = None
         self.steps.clear()
+
+    async def _run(self, fn: Any, local: bool, comp: Compensation) -> None:
+        """One undo step: database steps as local activities, the carrier's as an activity."""
+        ctx = self.ctx
+        if local:
+            ctx.show()
+            await workflow.execute_local_activity_method(
+                fn,
+                comp,
+                start_to_close_timeout=DB_TIMEOUT,
+                retry_policy=COMPENSATION_RETRY,
+                summary=ctx.step,
+            )
+            return
+        ctx.publish()
+        await workflow.execute_activity_method(
+            fn,
+            comp,
+            start_to_close_timeout=CARRIER_TIMEOUT,
+            heartbeat_timeout=CARRIER_HEARTBEAT,
+            retry_policy=COMPENSATION_RETRY,
+            summary=ctx.step,
+        )

@@ -81,7 +81,7 @@ class Fulfilment:
             ctx.checkpoint()
             packed = await ctx.local(WarehouseActivities.pack, ref, summary=f"pack shipment {n}")
         else:
-            self.compensations.took_effect("pick_list")
+            self.compensations.once("pick_list")  # the first pass may have registered it
         ctx.moved(OrderStatus.PACKED)
         ctx.checkpoint()
 

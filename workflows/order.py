@@ -62,6 +62,13 @@ class OrderWorkflow:
     async def _pipeline(self) -> None:
         ctx = self.ctx
         assessment, first = await self._assess()
+        if first is not None and workflow.patched("first-pass-undo"):
+            # The first pass reserved (and picked and packed) in the assessment's own step:
+            # a cancel accepted meanwhile stops the order before fulfilment takes over, and
+            # must still give that stock back.
+            self.compensations.once("reservation")
+            if first.packed is not None:
+                self.compensations.once("pick_list")
         if not assessment.ok:
             problems = "; ".join(p.message for p in assessment.problems)
             raise OrderStopped(OrderStatus.REJECTED, f"validation: {problems}")

@@ -62,6 +62,11 @@ class UploadTooLarge(HTTPException):
         super().__init__(413, detail)
 
 
+# A console form (sign-in, a decision, an order entered by hand) is a few kilobytes; the
+# console reads every POST's form before it checks who is asking, so it is capped too.
+CONSOLE_FORM_MAX_BYTES = 2**20
+
+
 class UploadLimit:
     """413 for an upload larger than `import_max_bytes` (plus the form's framing) before its
     form is parsed: by Content-Length, before a byte is read; without one (chunked) or when
@@ -72,14 +77,15 @@ class UploadLimit:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if not (
-            scope["type"] == "http"
-            and scope["method"] == "POST"
-            and scope["path"].rstrip("/") == router.prefix
+        path = scope["path"].rstrip("/") if scope["type"] == "http" else ""
+        if scope.get("method") != "POST" or not (
+            path in (router.prefix, "/ui" + router.prefix) or path.startswith("/ui/")
         ):
             await self.app(scope, receive, send)
             return
         max_bytes = scope["app"].state.orderflow.settings.import_max_bytes
+        if path.startswith("/ui/") and path != "/ui" + router.prefix:
+            max_bytes = CONSOLE_FORM_MAX_BYTES  # the console's other forms are a few fields
         limit = max_bytes + FORM_OVERHEAD
         too_large = f"the upload is over the limit of {_size(max_bytes)} per file (split it)"
         declared = Headers(scope=scope).get("content-length")

@@ -117,3 +117,30 @@ async def test_409_only_when_the_order_can_never_be_cancelled(stack: Stack):
     await stack.wait_status(rejected, "rejected")
     r = await stack.post(f"/orders/{rejected}/cancel", {"reason": "too late"})
     assert r.status_code == 409, r.text
+
+
+async def test_a_cancel_landing_during_the_first_pass_gives_the_stock_back(api_stack: Stack):
+    """The first pass reserves, picks and packs in the assessment's step; a cancel accepted
+    before it ran stops the order right after it, and the stock must come back."""
+    from tests.utils import until
+    from tests.workflows.test_races import _admitted
+
+    stack = api_stack
+    customer = await stack.customer()
+    sku = await stack.product(stock=10)
+    # No worker yet: the order's first workflow task will hold its start and the cancel.
+    order_id = (await stack.order(customer, [(sku, 4)])).json()["id"]
+    cancel = asyncio.create_task(
+        stack.post(f"/orders/{order_id}/cancel", {"reason": "typed the wrong order"})
+    )
+    handle = stack.client.get_workflow_handle(f"order-{order_id}")
+    await until(
+        lambda: _admitted(stack.client, handle, f"cancel-{order_id}"), "the cancel admitted"
+    )
+    async with order_worker(stack.client, stack.sessions, stack.settings):
+        r = await cancel
+        assert r.status_code in (200, 202), r.text
+        await stack.wait_status(order_id, "cancelled")
+    stock = (await stack.get(f"/inventory/{sku}")).json()
+    assert (stock["on_hand"], stock["reserved"]) == (10, 0), stock
+    assert await stack.count(Shipment, Shipment.order_id == order_id) == 0
