@@ -42,3 +42,26 @@ async def test_other_database_errors_are_left_to_the_retry_policy(
     with pytest.raises(ProgrammingError):
         async with acts.tx() as s:
             await s.execute(text("SELECT * FROM no_such_table"))
+
+
+async def test_a_status_move_the_table_forbids_fails_its_step_for_good(api_stack):
+    """An order cannot jump from received to completed: the step fails at once (a retry
+    would be refused the same way), and nothing is written."""
+    from activities.orders import OrderActivities
+    from db.models import Order, OrderEvent
+    from domain.orders import StatusChange
+    from domain.status import OrderStatus
+
+    stack = api_stack
+    customer = await stack.customer()
+    sku = await stack.product()
+    order_id = (await stack.order(customer, [(sku, 1)])).json()["id"]  # no worker: received
+    acts = OrderActivities(stack.sessions, stack.settings)
+    with pytest.raises(ApplicationError) as info:
+        await acts.set_status(
+            StatusChange(order_id=order_id, status=OrderStatus.COMPLETED, step_key="jump")
+        )
+    assert info.value.type == "IllegalTransition" and info.value.non_retryable
+    async with stack.sessions() as s:
+        assert (await s.get(Order, order_id)).status == "received"
+    assert await stack.count(OrderEvent, OrderEvent.step_key == "jump") == 0
