@@ -300,9 +300,12 @@ async def test_a_change_to_an_order_stored_during_an_outage_starts_it_and_applie
     it: the change starts it (by its workflow id) and applies, never "it has finished"."""
     customer = await stack.customer()
     sku = await stack.product(stock=50)
+    # Out of stock, so that the order to amend waits in backordered whoever starts it (the
+    # change, or the worker's recovery loop meanwhile) and a date change is always allowed.
+    short = await stack.product(stock=0)
     async with temporal_never_answered(stack) as http:
         to_cancel = await _stranded(http, customer, sku, uuid.uuid4().hex)
-        to_amend = await _stranded(http, customer, sku, uuid.uuid4().hex)
+        to_amend = await _stranded(http, customer, short, uuid.uuid4().hex)
     r = await stack.post(f"/orders/{to_cancel}/cancel", {"reason": "changed my mind"})
     assert r.status_code in (200, 202), r.text
     await stack.wait_status(to_cancel, "cancelled")
@@ -314,6 +317,9 @@ async def test_a_change_to_an_order_stored_during_an_outage_starts_it_and_applie
     )
     assert r.status_code == 200, r.text
     assert r.json()["requested_delivery_date"] == "2030-01-02"
+    await stack.wait_status(to_amend, "backordered")
+    r = await stack.put(f"/inventory/{short}", {"on_hand": 10}, role="ops")
+    assert r.status_code == 200, r.text
     await stack.wait_status(to_amend, "completed")
 
 

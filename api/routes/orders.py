@@ -338,6 +338,13 @@ async def _update(
         try:
             result: OrderState = await handle.execute_update(update, arg)
             return result
+        except WorkflowUpdateFailedError as err:
+            # The workflow refuses changes until its run has begun (an order just started,
+            # e.g. by the stranded-order path above): a moment later it takes them.
+            not_ready = getattr(err.cause, "type", None) == "NotReady"
+            if not not_ready or attempt == 4:
+                raise
+            await asyncio.sleep(0.2 * (attempt + 1))
         except RPCError as err:
             if err.status == RPCStatusCode.NOT_FOUND and not stranded_checked:
                 stranded_checked = True
