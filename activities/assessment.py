@@ -5,16 +5,17 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import case, delete, func, literal, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio import activity
 
 from activities.base import DbActivities
 from db import repo
-from db.models import Customer, Order, OrderEvent, OrderLine
+from db.models import Customer, Order, OrderEvent, OrderLine, Receivable
 from db.quotes import line_rows, quote
 from domain.approvals import ApprovalLevel, Assessment, AssessRequest, RoutingRule
 from domain.credit import CreditVerdict, assess_credit
+from domain.facts import CustomerRecord
 from domain.money import fmt
 from domain.orders import (
     Address,
@@ -26,7 +27,8 @@ from domain.orders import (
     StatusChange,
 )
 from domain.problems import Problem
-from domain.routing import RoutingFacts, route
+from domain.routing import RoutingFacts, facts_to_json, route
+from domain.scopes import MAX_FIRST_ORDERS
 from domain.status import OrderStatus
 
 
@@ -146,7 +148,50 @@ async def _route(
         if order.special_instructions
         else (),
     }
-    return verdict, route(RoutingFacts(total=order.total, reasons=reasons), routing)
+    facts = RoutingFacts(
+        total=order.total,
+        reasons=reasons,
+        customer=await _customer_record(s, order, customer.tier, today),
+    )
+    # Kept for the rules' dry run; an idempotent overwrite (a retry computes the same).
+    order.routing_facts = facts_to_json(facts)
+    return verdict, route(facts, routing)
+
+
+async def _customer_record(s: AsyncSession, order: Order, tier: str, today: date) -> CustomerRecord:
+    """What rule scopes read, in one round trip: the customer's orders before this one
+    (counted up to the largest "first N orders" a scope may name, by
+    ix_orders_customer_created) and the last day a payment was late."""
+    earlier = (
+        select(Order.created_at)
+        .where(Order.customer_code == order.customer_code, Order.created_at < order.created_at)
+        .order_by(Order.created_at)
+        .limit(MAX_FIRST_ORDERS)
+        .subquery()
+    )
+    late_on = case(
+        (Receivable.paid_at > Receivable.due_date, Receivable.paid_at),
+        (
+            (Receivable.paid_at.is_(None))
+            & (Receivable.open_amount > 0)
+            & (Receivable.due_date < today),
+            literal(today),
+        ),
+    )
+    last_late = (
+        select(func.max(late_on))
+        .where(Receivable.customer_code == order.customer_code)
+        .scalar_subquery()
+    )
+    row = (await s.execute(select(func.count(), func.min(earlier.c.created_at), last_late))).one()
+    return CustomerRecord(
+        tier=tier,
+        channel=order.channel,
+        prior_orders=row[0],
+        first_order_on=row[1].date() if row[1] is not None else None,
+        last_late_payment_on=row[2],
+        as_of=today,
+    )
 
 
 async def _apply(

@@ -48,7 +48,9 @@ class FulfilActivities(DbActivities):
                 return FirstPass(assessment=assessment)
             prepared = await self._prepare(
                 PrepareRequest(
-                    ref=OrderRef(order_id=req.assess.order_id), ship_partial=req.ship_partial
+                    ref=OrderRef(order_id=req.assess.order_id),
+                    ship_partial=req.ship_partial,
+                    pick=req.pick,
                 )
             )
             return FirstPass(assessment=assessment, prepared=prepared)
@@ -62,7 +64,7 @@ class FulfilActivities(DbActivities):
     async def _prepare(self, req: PrepareRequest) -> Prepared:
         reserved = await self.inventory.reserve(req.ref)
         can_go = reserved.fully_reserved or (req.ship_partial and reserved.ready_units > 0)
-        if not can_go:
+        if not can_go or not req.pick:  # manual mode: people pick and pack
             return Prepared(reserved=reserved)
         await self.warehouse.create_pick_list(req.ref)
         return Prepared(reserved=reserved, packed=await self.warehouse.pack(req.ref))

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
 
 from pydantic import ValidationError
 from sqlalchemy import func, select, update
-from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio import activity
 from temporalio.client import Client
 
@@ -27,6 +27,7 @@ class ImportActivities(DbActivities):
         client = activity.client()
         async with self.sessions() as s:
             imp = await s.get_one(Import, inp.import_id)
+            s.expunge(imp)
             refs = (
                 await s.scalars(
                     select(ImportRow.external_ref)
@@ -44,10 +45,19 @@ class ImportActivities(DbActivities):
             )
             for r in batch_rows.all():
                 by_ref.setdefault(r.external_ref, []).append(r)
-            for ref in refs:
-                await self._one(s, client, imp, by_ref[ref])
-                await s.commit()
+            s.expunge_all()
+        # The orders of a batch are created side by side (each in its own session and
+        # transaction, as POST /orders would), a bounded number at a time: one by one, an
+        # import waited on each order's round trips to PostgreSQL and Temporal in turn.
+        gate = asyncio.Semaphore(inp.parallel)
+
+        async def one(ref: str) -> None:
+            async with gate:
+                await self._one(client, imp, by_ref[ref])
                 activity.heartbeat(ref)
+
+        await asyncio.gather(*(one(ref) for ref in refs))
+        async with self.sessions() as s:
             remaining = await s.scalar(
                 select(func.count(func.distinct(ImportRow.external_ref))).where(
                     ImportRow.import_id == imp.id, ImportRow.status == "pending"
@@ -55,9 +65,27 @@ class ImportActivities(DbActivities):
             )
         return ImportProgress(remaining=int(remaining or 0))
 
-    async def _one(
-        self, s: AsyncSession, client: Client, imp: Import, rows: list[ImportRow]
-    ) -> None:
+    async def _one(self, client: Client, imp: Import, rows: list[ImportRow]) -> None:
+        """Create one order from its rows and record the outcome on them, committed at once
+        (a retried batch then finds the order's rows done, not pending)."""
+        await self._create(client, imp, rows)
+        async with self.tx() as s:
+            await s.execute(
+                update(ImportRow),
+                [
+                    {
+                        "import_id": imp.id,
+                        "row_no": r.row_no,
+                        "status": r.status,
+                        "message": r.message,
+                        "order_id": r.order_id,
+                    }
+                    for r in rows
+                ],
+            )
+
+    async def _create(self, client: Client, imp: Import, rows: list[ImportRow]) -> None:
+        """The order of these rows, created (or found); the outcome is set on the rows."""
         row_nos = [r.row_no for r in rows]
         (group,) = group_orders(Sheet(imp.header, [r.cells for r in rows]), imp.channel, row_nos)
         if group.doc is None:

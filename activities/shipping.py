@@ -175,11 +175,16 @@ class ShippingActivities(DbActivities):
                         update(Reservation)
                         .where(Reservation.order_id == rec.order_id, Reservation.status == "active")
                         .values(status="consumed", shipment_no=rec.shipment_no)
-                        .returning(Reservation.sku, Reservation.quantity, Reservation.order_line_id)
+                        .returning(
+                            Reservation.sku,
+                            Reservation.quantity,
+                            Reservation.order_line_id,
+                            Reservation.id,
+                        )
                     )
                 ).all()
-                for sku, qty, line_id in sorted(consumed):
-                    await stock.ship(s, sku, qty)
+                for sku, qty, line_id, reservation_id in sorted(consumed):
+                    await stock.ship(s, sku, qty, key=f"ship:reservation:{reservation_id}")
                     await s.execute(
                         update(OrderLine)
                         .where(OrderLine.id == line_id)
@@ -278,11 +283,16 @@ class ShippingActivities(DbActivities):
                         Reservation.shipment_no >= comp.from_shipment,
                     )
                     .values(status="released", released_at=func.now())
-                    .returning(Reservation.sku, Reservation.quantity, Reservation.order_line_id)
+                    .returning(
+                        Reservation.sku,
+                        Reservation.quantity,
+                        Reservation.order_line_id,
+                        Reservation.id,
+                    )
                 )
             ).all()
-            for sku, qty, line_id in sorted(returned):
-                await stock.return_shipped(s, sku, qty)
+            for sku, qty, line_id, reservation_id in sorted(returned):
+                await stock.return_shipped(s, sku, qty, key=f"return:reservation:{reservation_id}")
                 await s.execute(
                     update(OrderLine)
                     .where(OrderLine.id == line_id)

@@ -71,6 +71,18 @@ RULES: dict[tuple[str, str], Rule] = {
     ("POST", "/orders/{order_id}/retry-shipping"): roles("ops"),
     ("POST", "/orders/{order_id}/carrier-exception"): roles("ops"),
     ("POST", "/shipments/{tracking_number}/events"): roles("channel", "ops"),
+    # the warehouse floor (manual mode, docs/warehouse.md)
+    ("GET", "/pick-lists"): roles("warehouse", "ops"),
+    ("GET", "/pick-lists/{batch_id}"): roles("warehouse", "ops"),
+    ("GET", "/pick-lists/{batch_id}.xlsx"): roles("warehouse", "ops"),
+    ("POST", "/pick-lists/{batch_id}/confirm"): roles("warehouse", "ops"),
+    ("POST", "/orders/{order_id}/packages"): roles("warehouse", "ops"),
+    # returns (docs/returns.md; a channel token: only its own channel's orders)
+    ("POST", "/orders/{order_id}/returns"): roles("sales", "channel", "ops"),
+    ("GET", "/returns"): ALL,
+    ("GET", "/returns/{rma_id}"): ALL,
+    ("POST", "/returns/{rma_id}/decision"): APPROVERS,
+    ("POST", "/returns/{rma_id}/receive"): roles("ops"),
     ("POST", "/channels/{channel}/orders"): SIGNED,
     # approvals, alerts, KPIs
     ("GET", "/approvals"): APPROVERS,
@@ -89,11 +101,22 @@ RULES: dict[tuple[str, str], Rule] = {
     ("POST", "/pricing/preview"): ALL,
     ("GET", "/routing-rules"): STAFF,
     ("PUT", "/routing-rules"): ADMIN,
+    ("POST", "/routing-rules/dry-run"): ADMIN,
+    # order priority (docs/warehouse-layout.md)
+    ("GET", "/priority-rules"): roles("ops"),
+    ("PUT", "/priority-rules"): roles("ops"),
+    ("PUT", "/orders/{order_id}/priority"): roles("ops"),
     # imports
     ("GET", "/imports/template.xlsx"): PUBLIC,
     ("POST", "/imports"): roles("sales"),
     ("GET", "/imports/{import_id}"): roles("sales"),
     ("GET", "/imports/{import_id}/result.xlsx"): roles("sales"),
+    # books against shelves (docs/reconcile.md)
+    ("GET", "/reconcile"): roles("ops"),
+    ("POST", "/reconcile"): roles("ops"),
+    ("POST", "/stock-counts"): roles("ops"),
+    ("POST", "/stock-counts/sheet"): roles("ops"),
+    ("GET", "/stock-counts/{count_id}"): roles("ops"),
     ("GET", "/production-orders"): STAFF,
     ("POST", "/production-orders/{production_id}/complete"): roles("ops"),
     # users and channels
@@ -102,6 +125,16 @@ RULES: dict[tuple[str, str], Rule] = {
     ("POST", "/users/{user_id}/revoke"): ADMIN,
     ("GET", "/channels"): ADMIN,
     ("POST", "/channels"): ADMIN,
+    # customer notices and disruptions (docs/notices.md, docs/disruptions.md)
+    ("GET", "/customers/{code}/contact"): STAFF,
+    ("PUT", "/customers/{code}/contact"): roles("sales"),
+    ("PUT", "/channels/{channel}/notices"): ADMIN,
+    ("GET", "/orders/{order_id}/notices"): STAFF,
+    ("POST", "/orders/{order_id}/substitute"): roles("sales", "channel"),
+    ("POST", "/disruptions"): roles("ops"),
+    ("GET", "/disruptions"): STAFF,
+    ("GET", "/disruptions/{disruption_id}"): STAFF,
+    ("POST", "/disruptions/{disruption_id}/lift"): roles("ops"),
 }
 
 # The browser console (orderflow/api/ui/, docs/console.md): each page has the rule of the API

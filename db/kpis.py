@@ -130,6 +130,34 @@ FROM (SELECT a.role, extract(epoch FROM a.decided_at - a.requested_at) AS waited
 GROUP BY role ORDER BY role
 """
 
+# Returns (docs/returns.md): units that came back (received; refused and pending returns do
+# not count) over units shipped, per product, and per reason over all units shipped.
+RETURNS_BY_PRODUCT = f"""
+WITH {SCOPE},
+    shipped AS (
+        SELECT l.sku, sum(l.shipped_qty) AS units FROM order_lines l
+        JOIN scope s ON s.id = l.order_id GROUP BY l.sku
+    ),
+    back AS (
+        SELECT rl.sku, sum(rl.received_qty) AS units FROM return_lines rl
+        JOIN returns r ON r.id = rl.return_id JOIN scope s ON s.id = r.order_id
+        GROUP BY rl.sku
+    )
+SELECT sh.sku, sh.units AS shipped, coalesce(b.units, 0) AS returned
+FROM shipped sh LEFT JOIN back b ON b.sku = sh.sku
+WHERE coalesce(b.units, 0) > 0 ORDER BY sh.sku
+"""
+
+RETURNS_BY_REASON = f"""
+WITH {SCOPE}
+SELECT r.reason, count(DISTINCT r.id) AS returns, coalesce(sum(rl.received_qty), 0) AS units,
+       (SELECT coalesce(sum(l.shipped_qty), 0) FROM order_lines l
+         JOIN scope s2 ON s2.id = l.order_id) AS shipped
+FROM returns r JOIN scope s ON s.id = r.order_id
+JOIN return_lines rl ON rl.return_id = r.id
+GROUP BY r.reason ORDER BY r.reason
+"""
+
 
 def _ratio(num: int, den: int) -> float | None:
     return round(num / den, 4) if den else None
@@ -147,6 +175,8 @@ async def compute_kpis(session: AsyncSession, f: KpiFilter) -> dict[str, Any]:
     steps = (await session.execute(text(STEP_TIMES), p)).mappings().all()
     e2e = (await session.execute(text(END_TO_END), p)).mappings().one()
     waits = (await session.execute(text(APPROVAL_WAIT), p)).mappings().all()
+    by_product = (await session.execute(text(RETURNS_BY_PRODUCT), p)).mappings().all()
+    by_reason = (await session.execute(text(RETURNS_BY_REASON), p)).mappings().all()
     return {
         "filters": {
             "from": f.start,
@@ -178,6 +208,24 @@ async def compute_kpis(session: AsyncSession, f: KpiFilter) -> dict[str, Any]:
         "approval_wait_seconds": {
             r["role"]: {"count": r["n"], "median": _secs(r["p50"]), "p95": _secs(r["p95"])}
             for r in waits
+        },
+        "returns": {
+            "rate_by_product": {
+                r["sku"]: {
+                    "shipped": int(r["shipped"]),
+                    "returned": int(r["returned"]),
+                    "rate": _ratio(int(r["returned"]), int(r["shipped"])),
+                }
+                for r in by_product
+            },
+            "by_reason": {
+                r["reason"]: {
+                    "returns": r["returns"],
+                    "units": int(r["units"]),
+                    "rate": _ratio(int(r["units"]), int(r["shipped"])),
+                }
+                for r in by_reason
+            },
         },
     }
 

@@ -59,6 +59,10 @@ class Customer(Base):
     allow_partial_shipment: Mapped[bool] = mapped_column(
         Boolean, default=False, server_default=false()
     )
+    # Customer notices (services/notices.py): an e-mail address and/or a signed webhook.
+    notice_email: Mapped[str | None] = mapped_column(String(254))
+    notice_webhook_url: Mapped[str | None] = mapped_column(String(500))
+    notice_secret_nonce: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = _now()
 
 
@@ -79,6 +83,8 @@ class Product(Base):
     make_to_order: Mapped[bool] = mapped_column(Boolean, default=False)
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     bin_location: Mapped[str] = mapped_column(String(20), default="A-00-00")
+    # A class the priority rules can name (e.g. home-office); NULL: none (migration 0015).
+    product_class: Mapped[str | None] = mapped_column(String(40))
     created_at: Mapped[datetime] = _now()
 
 
@@ -100,6 +106,47 @@ class Stock(Base):
     updated_at: Mapped[datetime] = _now()
 
 
+class StockMovement(Base):
+    """The stock ledger: one row per change of a SKU's on hand, written by db/stock.py in the
+    same transaction as the change. `key` names what moved it (a reservation shipped, a
+    replenishment received, a count line), so the same movement is never booked twice; an
+    adjustment or a count also records who, why, and on hand before and after."""
+
+    __tablename__ = "stock_movements"
+    __table_args__ = (
+        UniqueConstraint("key", name="uq_stock_movements_key"),
+        CheckConstraint(
+            "kind IN ('opening','receipt','shipment','return','adjustment','count')",
+            name="kind_known",
+        ),
+        Index("ix_stock_movements_sku_kind", "sku", "kind"),
+    )
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    sku: Mapped[str] = mapped_column(ForeignKey("products.sku"))
+    kind: Mapped[str] = mapped_column(String(20))
+    key: Mapped[str] = mapped_column(String(200))
+    quantity: Mapped[int] = mapped_column(Integer)  # signed: what on hand changed by
+    at: Mapped[datetime] = _now()
+    actor: Mapped[str | None] = mapped_column(String(100))
+    reason: Mapped[str | None] = mapped_column(Text)
+    on_hand_before: Mapped[int | None] = mapped_column(Integer)
+    on_hand_after: Mapped[int | None] = mapped_column(Integer)
+    bin_location: Mapped[str | None] = mapped_column(String(20))
+
+
+class StockCount(Base):
+    """A cycle count, once per count id: its body's fingerprint and the answer it got, so
+    the same count sent again answers the same and moves nothing."""
+
+    __tablename__ = "stock_counts"
+    id: Mapped[str] = mapped_column(String(100), primary_key=True)
+    body_hash: Mapped[str] = mapped_column(String(64))
+    reason: Mapped[str] = mapped_column(Text)
+    counted_by: Mapped[str] = mapped_column(String(100))
+    at: Mapped[datetime] = _now()
+    result: Mapped[dict[str, Any]] = mapped_column(JSONB)
+
+
 class ProductSubstitute(Base):
     """What to offer instead of a product that is short, in the order to offer them."""
 
@@ -119,8 +166,17 @@ class Order(Base):
     __table_args__ = (
         CheckConstraint("total >= 0", name="total_non_negative"),
         UniqueConstraint("channel", "external_ref", name="uq_orders_channel_external_ref"),
-        Index("ix_orders_status", "status"),
         Index("ix_orders_customer", "customer_code", "status"),
+        # Reads at scale (migration 0011): each list filter pages newest first by id (this
+        # one replaced ix_orders_status); KPI windows select by created_at; `orderflow
+        # stuck` reads open statuses by age.
+        Index("ix_orders_status_id", "status", "id"),
+        Index("ix_orders_channel_id", "channel", "id"),
+        Index("ix_orders_customer_id", "customer_code", "id"),
+        Index("ix_orders_created_at", "created_at"),
+        Index("ix_orders_status_updated", "status", "updated_at"),
+        # A customer's earlier orders (count, first date) for rule scopes (migration 0014).
+        Index("ix_orders_customer_created", "customer_code", "created_at"),
     )
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
     customer_code: Mapped[str] = mapped_column(ForeignKey("customers.code"))
@@ -140,6 +196,14 @@ class Order(Base):
     failure_reason: Mapped[str | None] = mapped_column(Text)
     # Ship what is in stock now and the rest later (resolved from the customer at intake).
     allow_partial: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    # normal | urgent: orders the pick queue (docs/warehouse.md).
+    priority: Mapped[str] = mapped_column(String(10), default="normal", server_default="normal")
+    # Who set it: rule | caller | ops; only `rule` follows a rule change (domain/priority.py).
+    priority_source: Mapped[str] = mapped_column(
+        String(10), default="rule", server_default="rule"
+    )
+    # What routing judged (domain.routing.facts_to_json), replayed by the rules' dry run.
+    routing_facts: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
     created_at: Mapped[datetime] = _now()
     updated_at: Mapped[datetime] = _now()
 
@@ -207,20 +271,80 @@ class Reservation(Base):
     released_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
+class PickBatch(Base):
+    """What the warehouse floor walks (manual mode): one order's pick list (`single`) or a
+    wave of small orders' lists in one walk (`wave`); docs/warehouse.md."""
+
+    __tablename__ = "pick_batches"
+    __table_args__ = (
+        CheckConstraint("kind IN ('single','wave')", name="kind_known"),
+        CheckConstraint(
+            "status IN ('forming','open','confirmed','cancelled')", name="status_known"
+        ),
+        Index("ix_pick_batches_status", "status"),
+    )
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    kind: Mapped[str] = mapped_column(String(10))
+    # forming (a wave still gathering orders) -> open (on the floor) -> confirmed.
+    status: Mapped[str] = mapped_column(String(20), default="open")
+    # [{sku, bin_location, sequence, quantity, order_id}] in walking order.
+    lines: Mapped[list[dict[str, Any]]] = mapped_column(JSONB, default=list)
+    distance_m: Mapped[Decimal | None] = mapped_column(Numeric(10, 1))
+    by_code_m: Mapped[Decimal | None] = mapped_column(Numeric(10, 1))
+    # A forming wave goes to the floor at this time at the latest.
+    release_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    released_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    confirmed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = _now()
+
+
 class PickList(Base):
     __tablename__ = "pick_lists"
     __table_args__ = (
-        UniqueConstraint("order_id", "wave", name="uq_pick_lists_order_wave"),
-        CheckConstraint("status IN ('open','packed','cancelled')", name="status_known"),
+        UniqueConstraint("order_id", "wave", "attempt", name="uq_pick_lists_order_wave"),
+        CheckConstraint(
+            "status IN ('open','picked','short','packed','cancelled')", name="status_known"
+        ),
     )
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
     order_id: Mapped[str] = mapped_column(ForeignKey("orders.id", ondelete="CASCADE"))
     # One pick list per shipment of the order (1, 2, ... with partial shipment).
     wave: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
+    # Manual mode: a short pick without partial shipment picks the shipment again.
+    attempt: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
     status: Mapped[str] = mapped_column(String(20), default="open")
-    # [{sku, bin_location, quantity}] in walking order (by bin location).
+    # [{sku, bin_location, quantity}] in walking order (by bin location); manual mode adds
+    # `sequence` and, once confirmed, `picked`.
     lines: Mapped[list[dict[str, Any]]] = mapped_column(JSONB)
     packages: Mapped[int | None] = mapped_column(Integer)
+    # Manual mode: the floor's list it is walked on, and when it was picked and packed.
+    batch_id: Mapped[int | None] = mapped_column(
+        ForeignKey("pick_batches.id", ondelete="SET NULL"), index=True
+    )
+    picked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    packed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = _now()
+
+
+class Package(Base):
+    """A parcel the floor packed (manual mode), as the carrier booking takes it."""
+
+    __tablename__ = "packages"
+    __table_args__ = (
+        UniqueConstraint("order_id", "shipment_no", "seq", name="uq_packages_order_no_seq"),
+        CheckConstraint(
+            "weight_kg > 0 AND length_cm > 0 AND width_cm > 0 AND height_cm > 0",
+            name="dimensions_positive",
+        ),
+    )
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    order_id: Mapped[str] = mapped_column(ForeignKey("orders.id", ondelete="CASCADE"))
+    shipment_no: Mapped[int] = mapped_column(Integer, default=1)
+    seq: Mapped[int] = mapped_column(Integer)
+    weight_kg: Mapped[Decimal] = mapped_column(Numeric(8, 2))
+    length_cm: Mapped[Decimal] = mapped_column(Numeric(8, 1))
+    width_cm: Mapped[Decimal] = mapped_column(Numeric(8, 1))
+    height_cm: Mapped[Decimal] = mapped_column(Numeric(8, 1))
     created_at: Mapped[datetime] = _now()
 
 
@@ -275,16 +399,122 @@ class Receivable(Base):
     amount: Mapped[Decimal] = mapped_column(MONEY)
     open_amount: Mapped[Decimal] = mapped_column(MONEY)
     due_date: Mapped[date] = mapped_column(Date)
+    # When it was paid in full (late: after due_date); rule scopes read the payment record.
+    paid_at: Mapped[date | None] = mapped_column(Date)
 
 
 class CreditNote(Base):
     __tablename__ = "credit_notes"
-    __table_args__ = (UniqueConstraint("invoice_number", name="uq_credit_notes_invoice"),)
+    __table_args__ = (
+        # One whole-invoice credit note (a compensation) per invoice; a return credits
+        # part of an invoice, once per return (migration 0012).
+        Index(
+            "uq_credit_notes_invoice",
+            "invoice_number",
+            unique=True,
+            postgresql_where="return_id IS NULL",
+        ),
+        UniqueConstraint("return_id", "invoice_number", name="uq_credit_notes_return_invoice"),
+        CheckConstraint("amount > 0", name="amount_positive"),
+    )
     number: Mapped[str] = mapped_column(String(40), primary_key=True)
     invoice_number: Mapped[str] = mapped_column(ForeignKey("invoices.number"))
     amount: Mapped[Decimal] = mapped_column(MONEY)
     reason: Mapped[str] = mapped_column(Text, default="")
     issued_at: Mapped[datetime] = _now()
+    # The return (RMA) it credits; None for a compensation's whole-invoice credit note.
+    return_id: Mapped[str | None] = mapped_column(ForeignKey("returns.id"))
+
+
+class Return(Base):
+    """A return (RMA) of some shipped units of an order: its own ReturnWorkflow."""
+
+    __tablename__ = "returns"
+    __table_args__ = (
+        CheckConstraint(
+            "status IN ('requested','awaiting_approval','approved','refused','received',"
+            "'credited','completed','cancelled')",
+            name="status_known",
+        ),
+        CheckConstraint(
+            "reason IN ('damaged','wrong_item','not_needed','defective','other')",
+            name="reason_known",
+        ),
+        CheckConstraint("amount >= 0", name="amount_non_negative"),
+        UniqueConstraint("idempotency_scope", "idempotency_key", name="uq_returns_idempotency"),
+        Index("ix_returns_order", "order_id"),
+        Index("ix_returns_status", "status", "created_at"),
+    )
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    order_id: Mapped[str] = mapped_column(ForeignKey("orders.id", ondelete="CASCADE"))
+    status: Mapped[str] = mapped_column(String(30))
+    reason: Mapped[str] = mapped_column(String(20))
+    note: Mapped[str | None] = mapped_column(Text)
+    # The value of the lines asked for (order prices less the discount share).
+    amount: Mapped[Decimal] = mapped_column(MONEY)
+    days_since_delivery: Mapped[int] = mapped_column(Integer)
+    awaiting_role: Mapped[str | None] = mapped_column(String(30))
+    approval_reason: Mapped[str | None] = mapped_column(Text)
+    decided_by: Mapped[str | None] = mapped_column(String(100))
+    decision_comment: Mapped[str | None] = mapped_column(Text)
+    credited_amount: Mapped[Decimal | None] = mapped_column(MONEY)
+    failure_reason: Mapped[str | None] = mapped_column(Text)
+    requested_by: Mapped[str] = mapped_column(String(100))
+    idempotency_scope: Mapped[str | None] = mapped_column(String(60))
+    idempotency_key: Mapped[str | None] = mapped_column(String(200))
+    request_hash: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = _now()
+    updated_at: Mapped[datetime] = _now()
+
+
+class ReturnLineRow(Base):
+    __tablename__ = "return_lines"
+    __table_args__ = (
+        UniqueConstraint("return_id", "sku", name="uq_return_lines_sku"),
+        CheckConstraint("quantity > 0", name="quantity_positive"),
+        CheckConstraint("received_qty >= 0 AND received_qty <= quantity", name="received_in_range"),
+    )
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    return_id: Mapped[str] = mapped_column(ForeignKey("returns.id", ondelete="CASCADE"))
+    sku: Mapped[str] = mapped_column(ForeignKey("products.sku"))
+    quantity: Mapped[int] = mapped_column(Integer)
+    unit_price: Mapped[Decimal] = mapped_column(MONEY)
+    received_qty: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+
+
+class ReturnReceipt(Base):
+    """What came back per SKU and where it went: written once per return, SKU and
+    condition, and the stock moves only with that first write (db/stock.py)."""
+
+    __tablename__ = "return_receipts"
+    __table_args__ = (
+        UniqueConstraint("return_id", "sku", "condition", name="uq_return_receipts_step"),
+        CheckConstraint("condition IN ('restock','quarantine','scrap')", name="condition_known"),
+        CheckConstraint("quantity > 0", name="quantity_positive"),
+    )
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    return_id: Mapped[str] = mapped_column(ForeignKey("returns.id", ondelete="CASCADE"))
+    sku: Mapped[str] = mapped_column(ForeignKey("products.sku"))
+    condition: Mapped[str] = mapped_column(String(20))
+    quantity: Mapped[int] = mapped_column(Integer)
+    # Restocked units taken off available stock again (the return's compensation).
+    undone: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    received_by: Mapped[str] = mapped_column(String(100))
+    received_at: Mapped[datetime] = _now()
+
+
+class HeldStock(Base):
+    """Returned units in the warehouse that no order may take: quarantine and scrap."""
+
+    __tablename__ = "held_stock"
+    __table_args__ = (
+        CheckConstraint("location IN ('quarantine','scrap')", name="location_known"),
+        CheckConstraint("quantity >= 0", name="quantity_non_negative"),
+    )
+    sku: Mapped[str] = mapped_column(ForeignKey("products.sku"), primary_key=True)
+    location: Mapped[str] = mapped_column(String(20), primary_key=True)
+    quantity: Mapped[int] = mapped_column(Integer, default=0)
+    updated_at: Mapped[datetime] = _now()
 
 
 class Approval(Base):
@@ -427,6 +657,19 @@ class RoutingRuleRow(Base):
     position: Mapped[int] = mapped_column(Integer, default=100)
     threshold: Mapped[Decimal | None] = mapped_column(MONEY)
     on_timeout: Mapped[str] = mapped_column(String(10), default="reject")
+    # domain.scopes.RuleScope as JSON; NULL: the rule applies to every customer.
+    scope: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+
+
+class PriorityRuleRow(Base):
+    """One condition that makes an order urgent (domain.priority.PriorityRule)."""
+
+    __tablename__ = "priority_rules"
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    position: Mapped[int] = mapped_column(Integer)
+    condition: Mapped[str] = mapped_column(String(40))
+    value: Mapped[str | None] = mapped_column(String(40))
+    days: Mapped[int | None] = mapped_column(Integer)
 
 
 class RuleVersion(Base):
@@ -468,6 +711,8 @@ class Channel(Base):
     secret_nonce: Mapped[str] = mapped_column(String(64))
     default_customer_code: Mapped[str | None] = mapped_column(ForeignKey("customers.code"))
     active: Mapped[bool] = mapped_column(Boolean, default=True)
+    # Where the channel hears about its orders (customer notices), signed with its secret.
+    notice_webhook_url: Mapped[str | None] = mapped_column(String(500))
     created_at: Mapped[datetime] = _now()
 
 
@@ -535,3 +780,59 @@ class ProductionOrder(Base):
     created_at: Mapped[datetime] = _now()
     completed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     completed_by: Mapped[str | None] = mapped_column(String(100))
+
+
+class CustomerNotice(Base):
+    """The customer-notice outbox: one row per order, event and receiver, written in the
+    transaction of the status change (db/repo.py apply_status); services/notices.py sends."""
+
+    __tablename__ = "customer_notices"
+    __table_args__ = (
+        UniqueConstraint("order_id", "event_key", "receiver", name="uq_customer_notices_event"),
+        CheckConstraint("receiver IN ('email','webhook','channel')", name="receiver_known"),
+        CheckConstraint("status IN ('pending','sent','failed')", name="status_known"),
+        Index("ix_customer_notices_due", "status", "next_attempt_at"),
+    )
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    order_id: Mapped[str] = mapped_column(ForeignKey("orders.id", ondelete="CASCADE"))
+    event: Mapped[str] = mapped_column(String(30))
+    # The event and what makes it once: "shipped:2" for the second shipment, "disrupted:7".
+    event_key: Mapped[str] = mapped_column(String(100))
+    receiver: Mapped[str] = mapped_column(String(20))
+    address: Mapped[str] = mapped_column(String(500))
+    status: Mapped[str] = mapped_column(String(20), default="pending", server_default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    next_attempt_at: Mapped[datetime] = _now()
+    last_error: Mapped[str | None] = mapped_column(Text)
+    subject: Mapped[str | None] = mapped_column(Text)
+    body: Mapped[str | None] = mapped_column(Text)
+    # The facts the notice was rendered from (the webhook's `data`), fixed at the first try.
+    data: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    created_at: Mapped[datetime] = _now()
+    sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class Disruption(Base):
+    """A SKU that cannot be reserved until a date (a supplier failure, a recall)."""
+
+    __tablename__ = "disruptions"
+    __table_args__ = (
+        CheckConstraint("status IN ('active','lifted')", name="status_known"),
+        Index(
+            "uq_disruptions_active_sku",
+            "sku",
+            unique=True,
+            postgresql_where="status = 'active'",
+        ),
+    )
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    sku: Mapped[str] = mapped_column(ForeignKey("products.sku"))
+    until: Mapped[date] = mapped_column(Date)
+    reason: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(20), default="active", server_default="active")
+    # The open orders it touched when it was declared: lifting wakes these.
+    affected: Mapped[list[str]] = mapped_column(JSONB, default=list, server_default="[]")
+    created_by: Mapped[str] = mapped_column(String(100))
+    created_at: Mapped[datetime] = _now()
+    lifted_by: Mapped[str | None] = mapped_column(String(100))
+    lifted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

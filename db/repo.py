@@ -27,8 +27,10 @@ from db.models import (
 )
 from db.models import Promotion as PromotionRow
 from db.models import QuantityBreak as QuantityBreakRow
+from db.notices import queue_notice
 from domain.approvals import RoutingRule
 from domain.facts import CreditFacts, CustomerFacts, ProductFacts, StockFacts
+from domain.notices import notice_for
 from domain.orders import StatusChange
 from domain.pricing import PriceRules, Promotion, QuantityBreak
 from domain.status import UNBILLED_OPEN, OrderStatus, can_move
@@ -328,6 +330,9 @@ async def apply_status(session: AsyncSession, change: StatusChange) -> Moved | N
             f"(step {change.step_key})"
         )
     moved = Moved(change.order_id, row[0], change.status.value, max(float(row[1]), 0.0))
+    notice = notice_for(change.status, change.step_key)
+    if notice is not None:  # the customer hears of it once, in this same transaction
+        await queue_notice(session, change.order_id, *notice)
     session.info.setdefault("moved", []).append(moved)
     return moved
 

@@ -11,13 +11,15 @@ the caller moves stock only when that row changed.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
+from uuid import uuid4
 
 from sqlalchemy import func, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from db.models import Stock
+from db.models import Disruption, HeldStock, Stock, StockMovement
 
 
 def open_row(session: AsyncSession, sku: str) -> None:
@@ -25,12 +27,66 @@ def open_row(session: AsyncSession, sku: str) -> None:
     session.add(Stock(sku=sku, on_hand=0, reserved=0))
 
 
+# ---- the ledger -----------------------------------------------------------------------------
+# Every change of on hand is booked as one stock_movements row in the same transaction as the
+# UPDATE: `on_hand` must always equal the sum of a SKU's movements (db/reconcile.py checks).
+# A movement's key is unique: booking the same key again moves nothing (answers False).
+RECEIPT, SHIPMENT, RETURN, ADJUSTMENT, COUNT, OPENING = (
+    "receipt",
+    "shipment",
+    "return",
+    "adjustment",
+    "count",
+    "opening",
+)
+# Kinds that are neither a receipt nor a shipment: what `adjustments` sums in the balance.
+ADJUSTING_KINDS = (ADJUSTMENT, COUNT, OPENING)
+
+
+async def _book(
+    session: AsyncSession,
+    sku: str,
+    kind: str,
+    quantity: int,
+    key: str | None,
+    **audit: Any,
+) -> bool:
+    """Record one movement; False (nothing recorded) when its key was booked before. Without
+    a key the caller's own row makes the move once (the movement still lands in the same
+    transaction, so the ledger stays whole), and a fresh key is made."""
+    result = await session.execute(
+        insert(StockMovement)
+        .values(
+            sku=sku,
+            kind=kind,
+            key=key or f"{kind}:{sku}:{uuid4().hex}",
+            quantity=quantity,
+            **audit,
+        )
+        .on_conflict_do_nothing(constraint="uq_stock_movements_key")
+        .returning(StockMovement.id)
+    )
+    return result.first() is not None
+
+
 async def seed(session: AsyncSession, skus: Iterable[str], on_hand: int) -> None:
     """Demo data: `on_hand` units of each SKU that has no stock row yet (counted as
     received); existing rows are left as they are."""
     rows = [{"sku": sku, "on_hand": on_hand, "reserved": 0, "received": on_hand} for sku in skus]
     if rows:
-        await session.execute(insert(Stock).values(rows).on_conflict_do_nothing())
+        made = await session.execute(
+            insert(Stock).values(rows).on_conflict_do_nothing().returning(Stock.sku)
+        )
+        for sku in made.scalars().all():
+            await _book(session, sku, RECEIPT, on_hand, f"seed:{sku}", reason="demo data")
+
+
+async def disrupted(session: AsyncSession, sku: str) -> bool:
+    """Whether an active disruption (api/routes/disruptions.py) holds `sku` back."""
+    found = await session.scalar(
+        select(Disruption.id).where(Disruption.sku == sku, Disruption.status == "active")
+    )
+    return found is not None
 
 
 async def reserve(session: AsyncSession, sku: str, want: int) -> int:
@@ -40,6 +96,8 @@ async def reserve(session: AsyncSession, sku: str, want: int) -> int:
         select(Stock.on_hand - Stock.reserved).where(Stock.sku == sku).with_for_update()
     )
     taken = min(want, max(available or 0, 0))
+    if taken > 0 and await disrupted(session, sku):
+        return 0  # a disruption makes the SKU unavailable until it is lifted
     if taken <= 0:
         return 0
     await session.execute(
@@ -59,8 +117,10 @@ async def release(session: AsyncSession, sku: str, quantity: int) -> None:
     )
 
 
-async def ship(session: AsyncSession, sku: str, quantity: int) -> None:
+async def ship(session: AsyncSession, sku: str, quantity: int, *, key: str | None = None) -> None:
     """Reserved units leave the warehouse: off hand and off the reservation."""
+    if not await _book(session, sku, SHIPMENT, -quantity, key):
+        return
     await session.execute(
         update(Stock)
         .where(Stock.sku == sku)
@@ -73,8 +133,12 @@ async def ship(session: AsyncSession, sku: str, quantity: int) -> None:
     )
 
 
-async def return_shipped(session: AsyncSession, sku: str, quantity: int) -> None:
+async def return_shipped(
+    session: AsyncSession, sku: str, quantity: int, *, key: str | None = None
+) -> None:
     """Shipped units come back on hand (a cancelled shipment), free for any order."""
+    if not await _book(session, sku, RETURN, quantity, key):
+        return
     await session.execute(
         update(Stock)
         .where(Stock.sku == sku)
@@ -86,11 +150,54 @@ async def return_shipped(session: AsyncSession, sku: str, quantity: int) -> None
     )
 
 
+async def hold_returned(session: AsyncSession, sku: str, location: str, quantity: int) -> None:
+    """Returned units put where no order can take them (quarantine, scrap): they stay
+    counted as shipped on the stock row, so on_hand + shipped = received still holds, and
+    `held_stock` says where they are. The caller writes once per receipt row."""
+    await session.execute(
+        insert(HeldStock)
+        .values(sku=sku, location=location, quantity=quantity)
+        .on_conflict_do_update(
+            index_elements=[HeldStock.sku, HeldStock.location],
+            set_={"quantity": HeldStock.quantity + quantity, "updated_at": func.now()},
+        )
+    )
+
+
+async def unrestock_to_quarantine(session: AsyncSession, sku: str, quantity: int) -> int:
+    """Undo a return's restock (its credit failed): up to `quantity` units still available
+    go back off hand into quarantine; answers how many moved (units another order has
+    reserved meanwhile stay with it). The caller undoes each receipt row once."""
+    available = await session.scalar(
+        select(Stock.on_hand - Stock.reserved).where(Stock.sku == sku).with_for_update()
+    )
+    moved = min(quantity, max(available or 0, 0))
+    if moved > 0:
+        await session.execute(
+            update(Stock)
+            .where(Stock.sku == sku)
+            .values(
+                on_hand=Stock.on_hand - moved,
+                shipped=Stock.shipped + moved,
+                updated_at=func.now(),
+            )
+        )
+        await hold_returned(session, sku, "quarantine", moved)
+    return moved
+
+
 async def receive(
-    session: AsyncSession, sku: str, quantity: int, *, reserved: bool = False
+    session: AsyncSession,
+    sku: str,
+    quantity: int,
+    *,
+    reserved: bool = False,
+    key: str | None = None,
 ) -> None:
     """Goods arrive: on hand goes up; `reserved`: they are made for an order and arrive
     already reserved for it (a completed production order)."""
+    if not await _book(session, sku, RECEIPT, quantity, key):
+        return
     values: dict[str, Any] = {
         "on_hand": Stock.on_hand + quantity,
         "received": Stock.received + quantity,
@@ -101,17 +208,106 @@ async def receive(
     await session.execute(update(Stock).where(Stock.sku == sku).values(values))
 
 
-async def adjust(session: AsyncSession, sku: str, on_hand: int) -> bool:
-    """A stock count: on hand becomes `on_hand`, and what it rose by counts as received.
-    Never below what is reserved for open orders: False (nothing written) then."""
-    result = await session.execute(
+async def adjust(
+    session: AsyncSession, sku: str, on_hand: int, *, actor: str | None = None
+) -> bool:
+    """Stock set by hand (PUT /inventory): on hand becomes `on_hand`; what it rose by counts
+    as received, what it fell by is an adjustment. Never below what is reserved for open
+    orders: False (nothing written) then."""
+    row = (
+        await session.execute(
+            select(Stock.on_hand, Stock.reserved).where(Stock.sku == sku).with_for_update()
+        )
+    ).first()
+    if row is None or row.reserved > on_hand:
+        return False
+    delta = on_hand - row.on_hand
+    if delta == 0:
+        return True
+    await _book(
+        session,
+        sku,
+        RECEIPT if delta > 0 else ADJUSTMENT,
+        delta,
+        None,  # setting a level is idempotent by itself: the same level again moves nothing
+        actor=actor,
+        reason="stock set by hand (PUT /inventory)",
+        on_hand_before=row.on_hand,
+        on_hand_after=on_hand,
+    )
+    await session.execute(
         update(Stock)
-        .where(Stock.sku == sku, Stock.reserved <= on_hand)
+        .where(Stock.sku == sku)
         .values(
             on_hand=on_hand,
-            received=Stock.received + func.greatest(on_hand - Stock.on_hand, 0),
+            received=Stock.received + max(delta, 0),
             updated_at=func.now(),
         )
-        .returning(Stock.sku)
     )
-    return result.first() is not None
+    return True
+
+
+@dataclass(frozen=True)
+class Counted:
+    """What one count line did to a SKU's stock."""
+
+    before: int
+    after: int
+    reserved: int
+    refused: str | None = None  # why on hand was left as it was
+
+    @property
+    def difference(self) -> int:
+        return self.after - self.before
+
+
+async def count(
+    session: AsyncSession,
+    sku: str,
+    counted: int,
+    *,
+    key: str,
+    actor: str,
+    reason: str,
+    bin_location: str | None = None,
+) -> Counted | None:
+    """A cycle count of `sku`: on hand becomes `counted`, the difference booked as an
+    audited adjustment (who, when, before, after, why) under `key`, once. Refused (nothing
+    written) when fewer units were counted than open orders hold reserved; None when there
+    is no such SKU."""
+    row = (
+        await session.execute(
+            select(Stock.on_hand, Stock.reserved).where(Stock.sku == sku).with_for_update()
+        )
+    ).first()
+    if row is None:
+        return None
+    if counted < row.reserved:
+        return Counted(
+            row.on_hand,
+            row.on_hand,
+            row.reserved,
+            refused=f"counted {counted} is below the {row.reserved} unit(s) reserved for open "
+            "orders; on hand left as it was: find the missing units or release those orders",
+        )
+    delta = counted - row.on_hand
+    if delta == 0:
+        return Counted(row.on_hand, counted, row.reserved)
+    booked = await _book(
+        session,
+        sku,
+        COUNT,
+        delta,
+        key,
+        actor=actor,
+        reason=reason,
+        on_hand_before=row.on_hand,
+        on_hand_after=counted,
+        bin_location=bin_location,
+    )
+    if not booked:  # this count line was applied before: what it did then stands
+        return Counted(row.on_hand, row.on_hand, row.reserved)
+    await session.execute(
+        update(Stock).where(Stock.sku == sku).values(on_hand=counted, updated_at=func.now())
+    )
+    return Counted(row.on_hand, counted, row.reserved)

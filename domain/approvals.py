@@ -9,6 +9,7 @@ from pydantic import Field, model_validator
 
 from domain.base import Model, Money
 from domain.problems import Problem
+from domain.scopes import RuleScope
 from domain.types import Money as Price
 
 
@@ -34,6 +35,8 @@ class RoutingRule(Model):
     position: int = Field(default=100, ge=0, le=10_000)
     threshold: Price | None = None
     on_timeout: Literal["reject", "approve"] = "reject"
+    # Which customers the rule applies to (tier, channel, age, payment record); None: all.
+    scope: RuleScope | None = None
 
     @model_validator(mode="after")
     def _threshold_only_for_totals(self) -> RoutingRule:

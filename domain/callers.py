@@ -26,7 +26,9 @@ class Caller:
         return f"user:{self.id}"
 
 
-Role = Literal["admin", "sales", "credit_controller", "sales_manager", "director", "ops", "channel"]
+Role = Literal[
+    "admin", "sales", "credit_controller", "sales_manager", "director", "ops", "channel", "warehouse"
+]
 
 
 ROLES: tuple[str, ...] = get_args(Role)

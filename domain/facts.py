@@ -40,3 +40,17 @@ class CreditFacts:
 class StockFacts:
     available: int
     next_receipt: date | None = None
+
+
+@dataclass(frozen=True)
+class CustomerRecord:
+    """What a rule scope reads about the customer of one order, as of its assessment."""
+
+    tier: str
+    channel: str
+    # Orders of this customer created before this one (counted up to a cap).
+    prior_orders: int = 0
+    first_order_on: date | None = None
+    # The latest day a payment was late: paid after its due date, or open past it (as_of).
+    last_late_payment_on: date | None = None
+    as_of: date = date(2000, 1, 1)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 from enum import StrEnum
+from typing import Literal
 
 from pydantic import Field, model_validator
 
@@ -55,6 +56,8 @@ class OrderIn(Model):
     special_instructions: Text2000 | None = None
     # Ship what is in stock now and the rest later; unset: the customer's setting decides.
     allow_partial_shipment: bool | None = None
+    # normal | urgent; unset: the priority rules decide (domain/priority.py).
+    priority: Literal["normal", "urgent"] | None = None
 
 
 class AmendIn(Model):
@@ -109,6 +112,10 @@ class OrderWorkflowInput(Model):
     # How many lines the order has, for the step summaries in the Temporal UI (0: unknown,
     # orders started before it was sent).
     lines: int = 0
+    # The warehouse mode when the order started (docs/warehouse.md); absent: auto.
+    warehouse_mode: Literal["auto", "manual"] = "auto"
+    pick_sla_seconds: float = 30 * 60
+    pack_sla_seconds: float = 30 * 60
 
 
 class OrderRef(Model):

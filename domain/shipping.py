@@ -3,10 +3,26 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from decimal import Decimal
+from typing import Annotated, Literal
+
+from pydantic import Field
 
 from domain.base import Model
 from domain.orders import Address, StatusChange
+
+# A parcel's weight and sides: positive, at most what a pallet carrier takes.
+Kilograms = Annotated[Decimal, Field(gt=0, le=2000, max_digits=8, decimal_places=2)]
+Centimetres = Annotated[Decimal, Field(gt=0, le=1000, max_digits=8, decimal_places=1)]
+
+
+class Parcel(Model):
+    """A package the warehouse floor packed (manual mode): what the carrier booking takes."""
+
+    weight_kg: Kilograms
+    length_cm: Centimetres
+    width_cm: Centimetres
+    height_cm: Centimetres
 
 
 class ShipmentRequest(Model):
@@ -14,6 +30,8 @@ class ShipmentRequest(Model):
     shipment_no: int = 1
     packages: int = 1
     ship_to: Address | None = None
+    # Manual mode: the packages as weighed and measured on the floor (auto: counted only).
+    parcels: list[Parcel] = Field(default_factory=list)
 
 
 class Booking(Model):

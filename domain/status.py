@@ -93,7 +93,10 @@ TRANSITIONS: dict[OrderStatus, frozenset[OrderStatus]] = {
     OrderStatus.BACKORDERED: frozenset(
         {OrderStatus.RESERVED, OrderStatus.PICKING, OrderStatus.PACKED}
     ),
-    OrderStatus.PICKING: frozenset({OrderStatus.PACKED}),
+    # Manual warehouse mode: a short pick (no partial shipment) reserves the shipment again.
+    OrderStatus.PICKING: frozenset(
+        {OrderStatus.PACKED, OrderStatus.RESERVED, OrderStatus.BACKORDERED}
+    ),
     # Combined steps ship and invoice in one.
     OrderStatus.PACKED: frozenset({OrderStatus.SHIPPED, OrderStatus.INVOICED}),
     OrderStatus.SHIPPED: frozenset({OrderStatus.INVOICED}),

@@ -393,6 +393,13 @@ def bench(
     mix: Annotated[str, typer.Option(help="realistic or touchless")] = "realistic",
     baseline: Annotated[bool, typer.Option(help="also run bare Temporal skeletons")] = False,
     backlog: Annotated[int, typer.Option(help="instead: N orders waiting for approval")] = 0,
+    history: Annotated[
+        int,
+        typer.Option(help="instead: write N orders of history to a scratch database, time reads"),
+    ] = 0,
+    import_rows: Annotated[
+        int, typer.Option(help="instead: upload a sheet of N rows (20 per order), time it")
+    ] = 0,
     out: Annotated[Path | None, typer.Option(help="write the report as JSON here")] = None,
     plot_file: Annotated[
         Path | None, typer.Option("--plot", help="PNG of throughput and latency over time")
@@ -428,6 +435,15 @@ def bench(
     soak_s = parse_duration(soak).total_seconds() if soak else 0.0
 
     async def go() -> dict:
+        if history:
+            from bench.reads import bench_reads
+
+            client = await connect(settings.resolved_temporal_address, settings.temporal_namespace)
+            return await bench_reads(settings, client, history, progress=console.print)
+        if import_rows:
+            from bench.imports import bench_import
+
+            return await bench_import(api, admin, import_rows, console.print)
         if backlog:
             return await b.bench_backlog(api, admin, backlog, concurrency, console)
         n, pace = orders, rate
@@ -458,9 +474,10 @@ def bench(
     report = asyncio.run(go())
     if out:
         out.write_text(b.to_json(report))
-    if plot_file and not backlog:
+    other_mode = backlog or history or import_rows
+    if plot_file and not other_mode:
         b.plot(report, plot_file)
-    if backlog:
+    if other_mode:
         console.print(b.to_json(report))
     else:
         console.print(b.summarize(report))
@@ -510,6 +527,35 @@ def import_file(
         f"{summary['orders_rejected']} refused ({summary['rows_rejected']} row(s)); "
         f"row by row: {out}"
     )
+
+
+@app.command()
+def reconcile(
+    sku: Annotated[list[str] | None, typer.Option(help="only this SKU (repeatable)")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="the report as JSON")] = False,
+) -> None:
+    """Check the books against the shelves (docs/reconcile.md); exit 1 when something is off."""
+    from orderflow.books import reconcile_command
+
+    raise typer.Exit(reconcile_command(get_settings(), sku or [], as_json))
+
+
+@app.command()
+def count(
+    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help=".xlsx or .csv")],
+    reason: Annotated[str, typer.Option(help="why this count (kept in the audit)")],
+    count_id: Annotated[str | None, typer.Option(help="default: the file's fingerprint")] = None,
+    token: Annotated[str | None, typer.Option(help="an ops or admin token")] = None,
+    api_url: Annotated[str | None, typer.Option("--api", help="API base URL")] = None,
+) -> None:
+    """Book a cycle count sheet (sku, counted, bin_location); exit 1 when stock was off."""
+    from orderflow.books import count_command
+
+    settings = get_settings()
+    api = (api_url or f"http://{settings.host}:{settings.api_port}").rstrip("/")
+    headers = {"Authorization": f"Bearer {token or settings.bootstrap_token or ''}"}
+    with httpx.Client(base_url=api, headers=headers, timeout=120) as http:
+        raise typer.Exit(count_command(http, file, reason, count_id, Console()))
 
 
 @app.command()

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from domain.layout import Layout
 
 
 class Settings(BaseSettings):
@@ -86,9 +90,39 @@ class Settings(BaseSettings):
     backorder_max_seconds: float = 7 * 24 * 3600
     # Make-to-order: days from the order to the production order's due date.
     production_lead_days: int = 5
+    # The warehouse floor the pick walk is planned on (docs/warehouse-layout.md), as JSON:
+    # ORDERFLOW_WAREHOUSE_LAYOUT='{"aisle_spacing_m": 3.5, "zones": {"A": 0, "B": 42}}'.
+    warehouse_layout: Layout = Layout()
+    # Returns (docs/returns.md): approved by rule within this many days of delivery and up to
+    # this amount; otherwise this role decides within the timeout, or the return is refused.
+    returns_auto_days: int = Field(default=30, ge=0)
+    returns_auto_amount: Decimal = Field(default=Decimal("1000.00"), ge=0)
+    returns_approver_role: Literal["sales_manager", "director", "ops", "admin"] = "sales_manager"
+    returns_approval_timeout_seconds: float = Field(default=72 * 3600, gt=0)
+    returns_receive_timeout_seconds: float = Field(default=30 * 24 * 3600, gt=0)
     # Alerts when an order waits longer than expected: backordered, or shipped but undelivered.
     backorder_alert_seconds: float = 24 * 3600
     delivery_alert_seconds: float = 3 * 24 * 3600
+
+    # The warehouse floor (docs/warehouse.md): `auto` picks and packs in the reserving step;
+    # `manual` waits for people to confirm pick lists and give packages. Pinned per order.
+    warehouse_mode: Literal["auto", "manual"] = "auto"
+    # A pick list not confirmed, or a picked order not packed, within this raises an alert.
+    pick_sla_seconds: float = Field(default=30 * 60, gt=0)
+    pack_sla_seconds: float = Field(default=30 * 60, gt=0)
+    # Waves: orders of at most this many lines and units (never urgent ones) share a walk,
+    # released after this many seconds or once it holds this many orders.
+    wave_max_lines: int = Field(default=3, ge=0)
+    wave_max_units: int = Field(default=10, ge=0)
+    wave_release_seconds: float = Field(default=10 * 60, gt=0)
+    wave_max_orders: int = Field(default=8, ge=1)
+
+    # Books against shelves (docs/reconcile.md): the nightly Temporal Schedule that checks
+    # the stock ledger and the invoices, made or updated when a worker starts (cron in UTC).
+    reconcile_schedule_id: str = Field(default="orderflow-reconcile-nightly", min_length=1)
+    reconcile_cron: str = Field(default="30 2 * * *", min_length=9)
+    # A shipment gets its invoice in the same step; one older than this without one is off.
+    reconcile_invoice_grace_seconds: float = Field(default=15 * 60, ge=0)
 
     # Worker metrics: our Prometheus registry, and the Temporal SDK's own (unset: off).
     worker_metrics_port: int | None = None
@@ -119,13 +153,23 @@ class Settings(BaseSettings):
     # (recovery.py), looking every this many seconds, for those older than the grace.
     recovery_interval_seconds: float = Field(default=5.0, gt=0)
     recovery_grace_seconds: float = Field(default=10.0, ge=0)
+    # Customer notices (services/notices.py, docs/notices.md): a folder of templates that
+    # replace the shipped ones by name, where e-mails go without SMTP (.eml files; unset:
+    # `home`/outbox), SMTP as smtp://[user:pass@]host[:port], and the sender's pace.
+    notice_templates: Path | None = None
+    notice_outbox: Path | None = None
+    smtp_url: str | None = None
+    notice_interval_seconds: float = Field(default=2.0, gt=0)
+    notice_backoff_seconds: float = Field(default=5.0, gt=0)
+    notice_max_attempts: int = Field(default=10, ge=1)
+    notice_delay_check_seconds: float = Field(default=60.0, gt=0)
 
     # Uploads and webhook bodies (docs/limits.md). A sheet is read only as wide as its header
     # and as long as `import_max_rows`; an .xlsx whose parts unpack to more than
     # `import_max_unzipped_bytes` is refused before it is parsed (a zip bomb).
-    import_max_bytes: int = Field(default=20 * 2**20, ge=1024)
-    import_max_rows: int = Field(default=20_000, ge=1)
-    import_max_unzipped_bytes: int = Field(default=24 * 2**20, ge=2**20)
+    import_max_bytes: int = Field(default=32 * 2**20, ge=1024)
+    import_max_rows: int = Field(default=100_000, ge=1)
+    import_max_unzipped_bytes: int = Field(default=128 * 2**20, ge=2**20)
     webhook_max_bytes: int = Field(default=2**20, ge=1024)
 
     @field_validator("api_port", "pg_port", "temporal_port", "temporal_ui_port")

@@ -43,6 +43,7 @@ from domain.orders import OrderIn, OrderWorkflowInput
 from domain.problems import Problem, ProblemsError
 from domain.search_attributes import CHANNEL, CUSTOMER, STATUS, TOTAL
 from domain.status import OrderStatus
+from services import priority
 from services.config import Settings
 from services.temporal import workflow_id
 
@@ -63,6 +64,8 @@ def request_hash(body: OrderIn) -> str:
     fields = body.model_dump(mode="json")
     if fields.get("allow_partial_shipment") is None:
         del fields["allow_partial_shipment"]  # added later: keeps older keys' hashes valid
+    if fields.get("priority") is None:
+        del fields["priority"]  # added later (issue 17), the same way
     canonical = json.dumps(fields, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()
 
@@ -97,6 +100,9 @@ def workflow_input(
         delivery_alert_seconds=settings.delivery_alert_seconds,
         allow_partial=allow_partial,
         lines=lines,
+        warehouse_mode=settings.warehouse_mode,
+        pick_sla_seconds=settings.pick_sla_seconds,
+        pack_sla_seconds=settings.pack_sla_seconds,
     )
 
 
@@ -406,6 +412,9 @@ async def _persist(
         if body.allow_partial_shipment is None
         else body.allow_partial_shipment
     )
+    urgency = await priority.for_new_order(
+        session, body, customer_row.tier, datetime.now(UTC).date()
+    )
     order_id = await repo.next_order_id(session)
     await repo.open_order(
         session,
@@ -424,10 +433,22 @@ async def _persist(
             price_rules_version=q.rules_label,
             created_by=actor,
             allow_partial=allow_partial,
+            priority=urgency.priority,
+            priority_source=urgency.source,
         ),
         actor=actor,
         detail=f"received from {body.channel}",
     )
+    if urgency.priority == "urgent":
+        await repo.record_event(
+            session,
+            order_id,
+            "priority:intake",
+            status=None,
+            kind="priority",
+            actor=actor,
+            detail=urgency.detail,
+        )
     session.add_all(line_rows(order_id, priced))
     answer = {
         "id": order_id,
@@ -439,6 +460,7 @@ async def _persist(
         "order_discount": str(priced.order_discount),
         "total": str(priced.total),
         "currency": settings.currency,
+        "priority": urgency.priority,
         "lines": [
             {
                 "line_no": p.line_no,

@@ -29,16 +29,22 @@ from activities.imports import ImportActivities
 from activities.inventory import InventoryActivities
 from activities.notify import NotifyActivities
 from activities.orders import OrderActivities
+from activities.reconcile import ReconcileActivities
+from activities.returns import ReturnActivities
 from activities.shipping import Carrier, ShippingActivities, SimulatedCarrier
 from activities.warehouse import WarehouseActivities
 from db.session import SessionFactory, make_engine, make_session_factory
 from services.config import Settings
+from services.notices import NoticeSender
 from services.recovery import Recovery
 from services.temporal import connect, metrics_runtime
 from workers.interceptors import FailureAlerts
+from workers.schedules import ensure_reconcile_schedule
 from workflows.alert import AlertWorkflow
 from workflows.imports import ImportWorkflow
 from workflows.order import OrderWorkflow
+from workflows.reconcile import ReconcileWorkflow
+from workflows.returns import ReturnWorkflow
 
 log = logging.getLogger("orderflow.worker")
 
@@ -58,6 +64,8 @@ def activities_for(
     shipping = ShippingActivities(sessions, settings, carrier)
     notify = NotifyActivities(sessions, settings, http)
     fulfil = FulfilActivities(sessions, settings, shipping)
+    reconcile = ReconcileActivities(sessions, settings)
+    returns = ReturnActivities(sessions, settings)
     return [
         assessment.assess_order,
         assessment.amend_order,
@@ -68,6 +76,10 @@ def activities_for(
         warehouse.create_pick_list,
         warehouse.pack,
         warehouse.cancel_pick_list,
+        warehouse.open_floor,
+        warehouse.release_wave,
+        warehouse.record_pick,
+        warehouse.record_packages,
         billing.invoice,
         billing.credit_note,
         orders.set_status,
@@ -87,6 +99,11 @@ def activities_for(
         fulfil.prepare,
         fulfil.ship_and_invoice,
         fulfil.deliver_and_complete,
+        reconcile.check,
+        returns.set_status,
+        returns.receive,
+        returns.credit,
+        returns.undo_receipt,
     ]
 
 
@@ -124,7 +141,13 @@ async def order_worker(
         worker = Worker(
             client,
             task_queue=queue,
-            workflows=[OrderWorkflow, AlertWorkflow, ImportWorkflow],
+            workflows=[
+                OrderWorkflow,
+                AlertWorkflow,
+                ImportWorkflow,
+                ReturnWorkflow,
+                ReconcileWorkflow,
+            ],
             # The sandbox re-imports the workflow modules for every new order (about a
             # quarter of the worker's CPU); trusted code with replay tests may run without.
             workflow_runner=SandboxedWorkflowRunner()
@@ -180,7 +203,12 @@ async def serve(
     `recovery_interval_seconds`) until `stop` is set."""
     async with order_worker(client, sessions, settings):
         log.info("worker polling task queue %s", settings.task_queue)
+        # The nightly books check (docs/reconcile.md): made or brought up to date here.
+        await ensure_reconcile_schedule(client, settings)
         recovery = asyncio.create_task(Recovery(sessions, client, settings).run())
+        # Customer notices leave from here, beside the orders, never in their way.
+        http = httpx.AsyncClient(timeout=10.0)
+        sender = asyncio.create_task(NoticeSender(sessions, settings, http).run())
         try:
             await stop.wait()
             log.info(
@@ -189,8 +217,12 @@ async def serve(
             )
         finally:
             recovery.cancel()
+            sender.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await recovery
+            with contextlib.suppress(asyncio.CancelledError):
+                await sender
+            await http.aclose()
 
 
 async def _connect_patiently(

@@ -14,6 +14,7 @@ from temporalio.workflow import ActivityCancellationType
 
 from workflows.compensation import Compensations
 from workflows.context import OrderContext, OrderStopped, activity_name, step_failed
+from workflows.floor import Floor, Picked
 from workflows.policies import CARRIER_HEARTBEAT, CARRIER_HOLD, CARRIER_RETRY, CARRIER_TIMEOUT
 from workflows.text import one_line, plural, waiting_for
 
@@ -25,7 +26,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.warehouse import WarehouseActivities
     from domain.fulfilment import Prepared, PrepareRequest
     from domain.orders import OrderRef
-    from domain.shipping import Booking, ShipmentRecord, ShipmentRequest
+    from domain.shipping import Booking, Parcel, ShipmentRecord, ShipmentRequest
     from domain.status import OrderStatus
 
 
@@ -40,6 +41,9 @@ class Fulfilment:
         self.bookings: list[Booking] = []
         # Partial shipment: shipments whose invoice is posted stay with the customer.
         self.closed_waves = 0
+        # Manual warehouse mode (pinned in the input when the order started; absent: auto).
+        self.floor = Floor(ctx)
+        self._last_reserved_all = False
 
     async def run(self, first: Prepared | None = None) -> list[Booking]:
         """Ship the order, in as many shipments as stock allows; the bookings to follow.
@@ -72,7 +76,13 @@ class Fulfilment:
         ref = OrderRef(order_id=ctx.order_id, shipment_no=n)
         prepared = await self._reserve(ref, first)
         reserved, packed = prepared.reserved, prepared.packed
-        if packed is None:  # steps one by one (orders from before combined steps)
+        parcels: list[Parcel] = []
+        all_sent = reserved.fully_reserved
+        if ctx.inp.warehouse_mode == "manual":
+            picked = await self._by_hand(ref)
+            packed, parcels = picked.packed, picked.parcels
+            all_sent = picked.all_sent
+        elif packed is None:  # steps one by one (orders from before combined steps)
             await ctx.local(
                 WarehouseActivities.create_pick_list, ref, summary=f"pick list for shipment {n}"
             )
@@ -89,7 +99,9 @@ class Fulfilment:
         # from the moment we ask. A cancel interrupts a booking that keeps retrying.
         self.compensations.took_effect("shipment")
         booking = await self._book(
-            ShipmentRequest(order_id=ctx.order_id, shipment_no=n, packages=packed.packages)
+            ShipmentRequest(
+                order_id=ctx.order_id, shipment_no=n, packages=packed.packages, parcels=parcels
+            )
         )
         # A cancel accepted in the same workflow task as the booking's result: honour it
         # before the goods leave. The booking is undone by the "shipment" compensation
@@ -118,12 +130,29 @@ class Fulfilment:
             await ctx.local(BillingActivities.invoice, ref, summary=f"invoice shipment {n}")
         self.compensations.took_effect("invoice")
         ctx.moved(OrderStatus.INVOICED)
-        if reserved.fully_reserved:
+        if all_sent:
             return True
         # Shipped and billed: this part is the customer's now, whatever happens to the rest.
         self.closed_waves = n
         self.compensations.forget()
         return False
+
+    async def _by_hand(self, ref: OrderRef) -> _ByHand:
+        """Manual mode: people pick and pack the reserved shipment. A short pick without
+        partial shipment gives the shortfall back and reserves the shipment again (its
+        usual rules: backordered until stock is there), then it is picked again."""
+        attempt = 1
+        while True:
+            self.compensations.once("pick_list")
+            picked = await self.floor.pick_and_pack(ref, attempt)
+            if picked is not None:
+                return _ByHand(picked, all_sent=self.reserved_all and not picked.short)
+            attempt += 1
+            await self._reserve(ref)
+
+    @property
+    def reserved_all(self) -> bool:
+        return self._last_reserved_all
 
     async def _reserve(self, ref: OrderRef, first: Prepared | None = None) -> Prepared:
         """Reserve stock (and, in one step with it, pick and pack what can go); when short,
@@ -141,7 +170,11 @@ class Fulfilment:
             elif ctx.combined:
                 prepared = await ctx.local(
                     FulfilActivities.prepare,
-                    PrepareRequest(ref=ref, ship_partial=inp.allow_partial),
+                    PrepareRequest(
+                        ref=ref,
+                        ship_partial=inp.allow_partial,
+                        pick=inp.warehouse_mode != "manual",
+                    ),
                     summary=f"reserve {ctx.lines()}, pick and pack shipment {ref.shipment_no}",
                 )
             else:
@@ -152,6 +185,7 @@ class Fulfilment:
                 )
                 prepared = Prepared(reserved=reserved)
             result = prepared.reserved
+            self._last_reserved_all = result.fully_reserved
             ctx.short = one_line(waiting_for(result), 1000) or None
             self.compensations.once("reservation")
             if result.fully_reserved:
@@ -256,3 +290,12 @@ class Fulfilment:
             return await handle
         except ActivityError as err:
             raise step_failed(activity_name(ShippingActivities.book), err) from err
+
+
+class _ByHand:
+    """A shipment picked and packed by people, and whether it takes the whole order."""
+
+    def __init__(self, picked: Picked, all_sent: bool) -> None:
+        self.packed = picked.packed
+        self.parcels = picked.parcels
+        self.all_sent = all_sent

@@ -26,7 +26,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.fulfil import FulfilActivities
     from activities.orders import OrderActivities
     from domain.approvals import Assessment, AssessRequest, Decision
-    from domain.fulfilment import FirstPassRequest, Prepared
+    from domain.fulfilment import FirstPassRequest, PackagesGiven, PickConfirmation, Prepared
     from domain.orders import Amendment, CancelRequest, OrderRef, OrderState, OrderWorkflowInput
     from domain.shipping import DeliveryEvent, ExceptionDecision
     from domain.status import SHIPPED_OR_LATER, OrderStatus, can_cancel
@@ -117,7 +117,11 @@ class OrderWorkflow:
         ctx.lines_locked = True
         passed = await ctx.local(
             FulfilActivities.first_pass,
-            FirstPassRequest(assess=assess, ship_partial=ctx.inp.allow_partial),
+            FirstPassRequest(
+                assess=assess,
+                ship_partial=ctx.inp.allow_partial,
+                pick=ctx.inp.warehouse_mode != "manual",
+            ),
             summary=f"check {ctx.lines()} (credit, prices, approvals); reserve and pack "
             "them if no approval is needed",
         )
@@ -265,6 +269,51 @@ class OrderWorkflow:
                 "awaits a decision",
                 type="NothingPending",
             )
+
+    @workflow.update(name="confirm_pick")
+    async def confirm_pick(self, c: PickConfirmation) -> OrderState:
+        """The floor confirmed what it picked of this order (manual warehouse mode); answers
+        once it is recorded (and any shortfall given back)."""
+        floor = self.fulfilment.floor
+        before = floor.picks_recorded
+        floor.confirmation = c
+        await workflow.wait_condition(lambda: floor.picks_recorded > before or self.ctx.finished)
+        return self.state()
+
+    @confirm_pick.validator
+    def _validate_confirm_pick(self, c: PickConfirmation) -> None:
+        floor = self.fulfilment.floor
+        if floor.awaiting == "pick" and floor.confirmation is None:
+            if floor.current is not None and floor.current.batch_id == c.batch_id:
+                return
+        if self.ctx.started and not self.ctx.finished and floor.awaiting is None:
+            # Between two steps (the list was just written, the workflow not yet waiting).
+            raise ApplicationError(f"order {self.ctx.order_id} is busy", type="NotReady")
+        raise ApplicationError(
+            f"order {self.ctx.order_id} is {self.ctx.status.value}: it waits for no pick "
+            f"confirmation on pick list {c.batch_id}",
+            type="NothingPending",
+        )
+
+    @workflow.update(name="give_packages")
+    async def give_packages(self, p: PackagesGiven) -> OrderState:
+        """The packages the floor made of the picked goods (manual warehouse mode); answers
+        once they are recorded (the carrier booking follows)."""
+        floor = self.fulfilment.floor
+        before = floor.packs_recorded
+        floor.packages = p
+        await workflow.wait_condition(lambda: floor.packs_recorded > before or self.ctx.finished)
+        return self.state()
+
+    @give_packages.validator
+    def _validate_give_packages(self, p: PackagesGiven) -> None:
+        floor = self.fulfilment.floor
+        if floor.awaiting == "packages" and floor.packages is None:
+            return
+        raise ApplicationError(
+            f"order {self.ctx.order_id} is {self.ctx.status.value}: it waits for no packages",
+            type="NothingPending",
+        )
 
     @workflow.signal(name="carrier_event")
     def carrier_event(self, event: DeliveryEvent) -> None:

@@ -13,7 +13,7 @@ from fastapi import APIRouter, Depends, File, Form, HTTPException, Request, Uplo
 from fastapi.responses import JSONResponse, Response
 from openpyxl import Workbook
 from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
-from sqlalchemy import func, select
+from sqlalchemy import func, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -55,6 +55,8 @@ FILENAME_MAX = 300  # imports.filename
 # Multipart framing around the file: boundaries, part headers, the `channel` field.
 FORM_OVERHEAD = 64 * 1024
 log = logging.getLogger("orderflow.api")
+INSERT_CHUNK = 2000  # import rows per multi-row INSERT
+RESULT_CHUNK = 2000  # import rows read at a time for the result sheet
 
 
 class UploadTooLarge(HTTPException):
@@ -282,22 +284,31 @@ async def upload(
         )
         s.add(imp)
         await s.flush()
+        import_id = imp.id
+        # Rows go in as multi-row INSERTs, a chunk at a time (adding them to the session
+        # one object each cost more than parsing the sheet); all commit with the import.
+        chunk: list[dict[str, Any]] = []
         for g in groups:
             rows = [
                 ImportRow(
-                    import_id=imp.id,
+                    import_id=import_id,
                     row_no=n,
                     external_ref=g.external_ref,
-                    cells=row_of[n],
+                    cells=row_of.pop(n),
                     status="pending",
+                    message="",
                 )
                 for n in g.row_nos
             ]
             if g.doc is None:
                 reject_group(rows, g.errors)
-            s.add_all(rows)
+            chunk += [_row_values(r) for r in rows]
+            if len(chunk) >= INSERT_CHUNK:
+                await s.execute(insert(ImportRow), chunk)
+                chunk = []
+        if chunk:
+            await s.execute(insert(ImportRow), chunk)
         await s.commit()
-        import_id = imp.id
     try:
         handle = await state.client.start_workflow(
             ImportWorkflow.run,
@@ -328,6 +339,18 @@ async def upload(
     return JSONResponse(status_code=code, content=done.model_dump(mode="json"))
 
 
+def _row_values(r: ImportRow) -> dict[str, Any]:
+    return {
+        "import_id": r.import_id,
+        "row_no": r.row_no,
+        "external_ref": r.external_ref,
+        "cells": r.cells,
+        "status": r.status,
+        "message": r.message,
+        "order_id": None,
+    }
+
+
 async def _visible(session: AsyncSession, import_id: int, user: Caller) -> Import:
     """The import, if this caller may see it: its owner and admins; 404 for everyone else
     (the same answer as for no import, so ids of others' imports tell nothing)."""
@@ -354,17 +377,20 @@ async def get_import(import_id: DbId, session: SessionDep, user: Importer) -> Im
 async def result(import_id: DbId, session: SessionDep, user: Importer) -> Response:
     """The sheet as uploaded, plus what happened to each row and why."""
     imp = await _visible(session, import_id, user)
-    wb = Workbook()
-    ws = wb.active
-    assert ws is not None
-    ws.title = "result"
+    # Written as a stream and read from PostgreSQL a chunk at a time: a 100,000-row import
+    # never has all its rows in memory at once, as objects or as cells.
+    wb = Workbook(write_only=True)
+    ws = wb.create_sheet("result")
     ws.append([*(_safe(h) for h in imp.header), "status", "order_id", "message"])
-    rows = await session.scalars(
-        select(ImportRow).where(ImportRow.import_id == imp.id).order_by(ImportRow.row_no)
+    rows = await session.stream(
+        select(ImportRow.cells, ImportRow.status, ImportRow.order_id, ImportRow.message)
+        .where(ImportRow.import_id == imp.id)
+        .order_by(ImportRow.row_no)
+        .execution_options(yield_per=RESULT_CHUNK)
     )
-    for r in rows:
-        ws.append([*(_safe(v) for v in r.cells), r.status, r.order_id, _safe(r.message)])
-    return _xlsx(wb, f"{imp.filename.rsplit('.', 1)[0]}-result.xlsx")
+    async for cells, status, order_id, message in rows:
+        ws.append([*(_safe(v) for v in cells), status, order_id, _safe(message)])
+    return await asyncio.to_thread(_xlsx, wb, f"{imp.filename.rsplit('.', 1)[0]}-result.xlsx")
 
 
 def _safe(value: Any) -> Any:

@@ -122,7 +122,7 @@ async def receive(replenishment_id: DbId, session: SessionDep, client: TemporalD
         raise HTTPException(409, f"replenishment {replenishment_id} is already {row.status}")
     row.status = "received"
     row.received_at = datetime.now(UTC)
-    await stock.receive(session, row.sku, row.quantity)
+    await stock.receive(session, row.sku, row.quantity, key=f"replenishment:{row.id}")
     await session.commit()
     level = await session.get(Stock, row.sku, populate_existing=True)
     assert level is not None

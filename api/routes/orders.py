@@ -25,14 +25,17 @@ from temporalio.workflow import UpdateMethodMultiParam
 from api.auth import Caller
 from api.deps import CurrentUser, SessionDep, StateDep, channel_scope, require
 from api.errors import ErrorBody, ProblemsError, responses
+from api.routes.returns import ReturnSummary, returns_of
 from db.models import Approval, Invoice, Order, OrderEvent, OrderLine, Shipment
 from domain.approvals import Decision
 from domain.base import Model, Money
+from domain.notices import SubstituteIn
 from domain.orders import AmendIn, Amendment, CancelRequest, OrderIn, OrderState
 from domain.problems import Problem
 from domain.shipping import ExceptionDecision
 from domain.status import FINAL_STATUSES, SHIPPED_OR_LATER, OrderStatus
 from domain.types import Code40, Printable, Text2000
+from services import disruptions
 from services.intake import OrderStartError, check_channel, create_order, ensure_started
 from services.metrics import INTAKE_SECONDS, ORDERS_REFUSED, ORDERS_STARTED
 from services.temporal import temporal_ui_link, workflow_id
@@ -110,6 +113,9 @@ class OrderOut(Model):
     requested_delivery_date: date | None
     special_instructions: str | None
     allow_partial: bool
+    # normal | urgent, and who set it: rule | caller | ops (docs/warehouse-layout.md).
+    priority: str = "normal"
+    priority_source: str = "rule"
     failure_reason: str | None
     rules_version: str
     created_at: datetime
@@ -121,6 +127,8 @@ class OrderOut(Model):
     invoice: InvoiceOut | None
     invoices: list[InvoiceOut]
     timeline: list[EventOut]
+    # Its returns (RMA), oldest first: GET /returns/{id} has each one's lines and credit.
+    returns: list[ReturnSummary] = []
 
 
 class OrderSummary(Model):
@@ -134,6 +142,7 @@ class OrderSummary(Model):
     created_at: datetime
     # When the order last changed status (for a finished order: when it ended).
     updated_at: datetime
+    priority: str = "normal"
 
 
 class OrderPage(Model):
@@ -212,6 +221,8 @@ async def load_order(session: SessionDep, order_id: str) -> OrderOut:
         requested_delivery_date=order.requested_delivery_date,
         special_instructions=order.special_instructions,
         allow_partial=order.allow_partial,
+        priority=order.priority,
+        priority_source=order.priority_source,
         failure_reason=order.failure_reason,
         rules_version=order.price_rules_version,
         created_at=order.created_at,
@@ -222,6 +233,7 @@ async def load_order(session: SessionDep, order_id: str) -> OrderOut:
         invoice=InvoiceOut.model_validate(invoices[0], from_attributes=True) if invoices else None,
         invoices=[InvoiceOut.model_validate(i, from_attributes=True) for i in invoices],
         timeline=_timeline(events, order.status),
+        returns=await returns_of(session, order_id),
     )
 
 
@@ -548,8 +560,8 @@ async def cancel(
     if order.status in {st.value for st in SHIPPED_OR_LATER}:
         raise HTTPException(
             409,
-            f"order {order_id} is {order.status}: it has shipped, so it "
-            "cannot be cancelled; raise a return instead",
+            f"order {order_id} is {order.status}: it has shipped, so it cannot be "
+            f"cancelled; raise a return instead: POST /orders/{order_id}/returns",
         )
     if order.status in {st.value for st in FINAL_STATUSES}:
         raise HTTPException(409, f"order {order_id} is {order.status}: it is over")
@@ -608,6 +620,23 @@ async def amend(
         raise _update_error(err, order_id) from err
     session.expunge_all()  # read the order as the workflow left it
     return await load_order(session, order_id)
+
+
+@router.post("/{order_id}/substitute", dependencies=[Depends(require("sales", "channel"))])
+async def substitute(
+    order_id: OrderId, body: SubstituteIn, state: StateDep, session: SessionDep, user: CurrentUser
+) -> OrderOut:
+    """Replace the lines of `sku` by one of its substitutes, same quantity (a disruption's
+    way out): the amend Update of PATCH, with its rules (lines change until stock is reserved)."""
+    await _order_or_404(session, order_id, user)
+    try:
+        lines = await disruptions.substitute_lines(session, order_id, body.sku, body.substitute)
+    except disruptions.DisruptionError as err:
+        field = str(err).split(":", 1)[0]
+        problem = Problem(loc=["body", field], code="not_substitutable", message=str(err))
+        raise ProblemsError([problem]) from err
+    change = AmendIn(lines=lines, comment=f"substitute {body.substitute} for {body.sku}")
+    return await amend(order_id, change, state, session, user)
 
 
 @router.post("/{order_id}/carrier-exception", dependencies=[Depends(require("ops"))])

@@ -76,7 +76,7 @@ async def complete(
     if p.status != "open":
         raise HTTPException(409, f"production order {production_id} is {p.status}")
     p.status, p.completed_by, p.completed_at = "completed", user.name, datetime.now(UTC)
-    await stock.receive(session, p.sku, p.quantity, reserved=True)
+    await stock.receive(session, p.sku, p.quantity, reserved=True, key=f"production:{p.id}")
     await session.execute(
         insert(Reservation).values(
             order_id=p.order_id,

@@ -24,6 +24,8 @@ class ProductIn(Model):
     min_order_qty: Quantity = 1
     make_to_order: bool = False
     bin_location: Code20 = "A-00-00"
+    # A class priority rules can name (e.g. home-office; docs/warehouse-layout.md).
+    product_class: Code40 | None = None
     # Offered, in this order, when this product is short at order entry.
     substitutes: list[Code40] = Field(default_factory=list, max_length=20)
 
@@ -79,6 +81,7 @@ async def get_product(sku: Code40, session: SessionDep, _: CurrentUser) -> Produ
         min_order_qty=p.min_order_qty,
         make_to_order=p.make_to_order,
         bin_location=p.bin_location,
+        product_class=p.product_class,
         substitutes=await substitutes_of(session, sku),
         active=p.active,
     )

@@ -126,7 +126,7 @@ async def test_bad_files_are_refused_with_the_reason(stack: Stack):
         (b"ref,customer\nA,B\n", "x.csv", 422, "missing column(s): external_ref"),
         (xlsx([]), "x.xlsx", 422, "no rows"),
         (xlsx([["R1", "C", "S", "=2*3"]]), "x.xlsx", 422, "formulas are not accepted"),
-        (b"x" * (21 * 2**20), "big.csv", 413, "limit is 20 MB"),
+        (b"x" * (33 * 2**20), "big.csv", 413, "limit is 32 MB"),
     ]
     for content, name, code, words in cases:
         r = await upload(stack, content, name)

@@ -205,13 +205,13 @@ async def test_an_upload_over_the_limit_is_refused_before_it_is_read(api_stack: 
         headers={**headers, "Content-Length": str(declared + len(head) + 9)},
     )
     assert r.status_code == 413, r.text
-    assert "the upload is 200.0 MB; the limit is 20 MB per file" in r.json()["detail"]
+    assert "the upload is 200.0 MB; the limit is 32 MB per file" in r.json()["detail"]
     assert sent <= 2**20, f"{sent / 2**20:.0f} MB of the body was read"
 
     sent = 0  # chunked, no Content-Length: cut off just past the limit
     r = await stack.http.post("/imports", content=body(declared), headers=headers)
     assert r.status_code == 413, r.text
-    assert "over the limit of 20 MB per file" in r.json()["detail"]
+    assert "over the limit of 32 MB per file" in r.json()["detail"]
     assert sent <= limit + 2 * 2**20, f"{sent / 2**20:.0f} MB of the body was read"
 
 

@@ -37,9 +37,12 @@ SCENARIOS = (
 # "" = steps one by one; "-combined" = combined steps (patch "combined-steps"), current.
 GENERATIONS = ("", "-combined")
 RECORD = os.environ.get("ORDERFLOW_RECORD_HISTORIES") == "1"
+# Manual warehouse mode (recorded by tests/api/test_warehouse.py): a full pick, confirm and
+# pack run, and a short pick shipping partially.
+MANUAL = ("manual-warehouse", "manual-short-pick")
 
 
-@pytest.mark.parametrize("scenario", [s + g for g in GENERATIONS for s in SCENARIOS])
+@pytest.mark.parametrize("scenario", [s + g for g in GENERATIONS for s in SCENARIOS] + list(MANUAL))
 async def test_recorded_history_replays(scenario: str):
     path = HISTORIES / f"{scenario}.json"
     assert path.exists(), f"missing {path}: record with ORDERFLOW_RECORD_HISTORIES=1"

@@ -1,0 +1,143 @@
+"""The warehouse floor in manual mode (docs/warehouse.md): the shipment's pick list goes to
+the floor (its own, or a wave of small orders), the order waits for people to confirm what
+they picked and then for the packages they made. Each wait raises one alert when it runs
+past its SLA and keeps waiting."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+
+from temporalio import workflow
+
+from workflows.context import OrderContext
+
+with workflow.unsafe.imports_passed_through():
+    from activities.warehouse import WarehouseActivities
+    from domain.fulfilment import (
+        FloorList,
+        FloorRequest,
+        PackagesGiven,
+        PackRecord,
+        PackResult,
+        PickConfirmation,
+        PickRecord,
+    )
+    from domain.orders import OrderRef
+    from domain.shipping import Parcel
+    from domain.status import OrderStatus
+
+# After its SLA alert a wait goes on in steps of this (a timer each, no further alert).
+_KEEP_WAITING = timedelta(days=1)
+
+
+@dataclass
+class Picked:
+    """A shipment picked and packed on the floor."""
+
+    packed: PackResult
+    parcels: list[Parcel]
+    short: bool
+
+
+class Floor:
+    """One order's part of the floor: the list being walked and what people said."""
+
+    def __init__(self, ctx: OrderContext) -> None:
+        self.ctx = ctx
+        self.current: FloorList | None = None
+        # What the floor is waiting for from people: "pick", "packages" or nothing.
+        self.awaiting: str | None = None
+        self.confirmation: PickConfirmation | None = None
+        self.packages: PackagesGiven | None = None
+        self.picks_recorded = 0
+        self.packs_recorded = 0
+
+    async def pick_and_pack(self, ref: OrderRef, attempt: int) -> Picked | None:
+        """Pick and pack the shipment by hand; None when a short pick means the shipment
+        is reserved again (no partial shipment, or nothing picked)."""
+        ctx, inp = self.ctx, self.ctx.inp
+        self.confirmation, self.packages = None, None
+        floor = await ctx.local(
+            WarehouseActivities.open_floor,
+            FloorRequest(ref=ref, attempt=attempt),
+            summary=f"pick list for shipment {ref.shipment_no} to the floor",
+        )
+        ctx.moved(OrderStatus.PICKING)
+        self.current, self.awaiting = floor, "pick"
+        if floor.release_at is not None:
+            # Durable wave release: every order in a forming wave holds a timer to its
+            # release time; the first to fire releases it (a no-op for the others).
+            remaining = floor.release_at - workflow.now()
+            if remaining > timedelta(0):
+                await ctx.wait(
+                    lambda: self.confirmation is not None,
+                    remaining,
+                    timer=f"wave #{floor.batch_id}: release it to the floor",
+                )
+            if self.confirmation is None:
+                await ctx.local(
+                    WarehouseActivities.release_wave,
+                    floor,
+                    summary=f"release wave #{floor.batch_id} to the floor",
+                )
+        await self._wait(
+            lambda: self.confirmation is not None,
+            inp.pick_sla_seconds,
+            kind="pick_late",
+            key=f"pick_late:{ref.shipment_no}:{attempt}",
+            what=f"pick list #{floor.batch_id} not confirmed",
+        )
+        assert self.confirmation is not None
+        outcome = await ctx.local(
+            WarehouseActivities.record_pick,
+            PickRecord(
+                ref=ref,
+                attempt=attempt,
+                confirmation=self.confirmation,
+                ship_partial=inp.allow_partial,
+            ),
+            summary=f"record the pick of shipment {ref.shipment_no}",
+        )
+        self.awaiting = None
+        self.picks_recorded += 1
+        if outcome.short and not (inp.allow_partial and outcome.picked > 0):
+            return None
+        ctx.moved(OrderStatus.PACKED)
+        self.awaiting = "packages"
+        await self._wait(
+            lambda: self.packages is not None,
+            inp.pack_sla_seconds,
+            kind="pack_stalled",
+            key=f"pack_stalled:{ref.shipment_no}:{attempt}",
+            what=f"shipment {ref.shipment_no} picked but not packed",
+        )
+        assert self.packages is not None
+        parcels = self.packages.packages
+        packed = await ctx.local(
+            WarehouseActivities.record_packages,
+            PackRecord(ref=ref, attempt=attempt, packages=parcels),
+            summary=f"record {len(parcels)} package(s) of shipment {ref.shipment_no}",
+        )
+        self.awaiting = None
+        self.packs_recorded += 1
+        return Picked(packed=packed, parcels=parcels, short=bool(outcome.short))
+
+    async def _wait(
+        self, ready: Callable[[], bool], sla_seconds: float, *, kind: str, key: str, what: str
+    ) -> None:
+        """Wait for people (a cancel interrupts); past the SLA one warning alert, deduplicated
+        by `key`, and the order keeps waiting."""
+        ctx = self.ctx
+        sla = timedelta(seconds=sla_seconds)
+        if await ctx.wait(ready, sla, timer=f"{what}: alert ops"):
+            return
+        await ctx.alert(
+            kind,
+            "warning",
+            f"order {ctx.order_id}: {what} within {sla}; the order keeps waiting",
+            key=key,
+        )
+        while not await ctx.wait(ready, _KEEP_WAITING, timer=f"{what}: keep waiting"):
+            pass
