@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime
+import time
+from datetime import UTC, datetime, timedelta
 
 from pydantic import ValidationError
 from sqlalchemy import func, select, update
@@ -19,44 +20,41 @@ from domain.sheets import Sheet, group_orders
 from services.imports import reject_group, row_messages, sheet_column
 from services.intake import create_order
 
+# How long one process_batch call creates orders before it returns to the workflow: well
+# inside IMPORT_BATCH_TIMEOUT (10 minutes, workflows/policies.py), so a slow order never
+# times the call out; the workflow calls again while rows are pending.
+RUN_BUDGET = timedelta(minutes=4)
+
 
 class ImportActivities(DbActivities):
     @activity.defn(name="imports.process_batch")
     async def process_batch(self, inp: ImportInput) -> ImportProgress:
-        """Create the next orders of an import; a retried batch finds them already done."""
+        """Create the import's pending orders, batch after batch, for up to
+        `RUN_BUDGET` (then the workflow calls again); a retry finds the done ones done.
+
+        The batches run inside one activity call: one call per batch put a workflow task
+        between batches, and that task queued behind the first tasks of the very orders
+        the batch had just started (hundreds of them), so an import spent most of its time
+        waiting for its own turn (issue 18)."""
         client = activity.client()
+        deadline = time.monotonic() + RUN_BUDGET.total_seconds()
         async with self.sessions() as s:
             imp = await s.get_one(Import, inp.import_id)
             s.expunge(imp)
-            refs = (
-                await s.scalars(
-                    select(ImportRow.external_ref)
-                    .where(ImportRow.import_id == imp.id, ImportRow.status == "pending")
-                    .group_by(ImportRow.external_ref)
-                    .order_by(func.min(ImportRow.row_no))
-                    .limit(inp.batch_size)
-                )
-            ).all()
-            by_ref: dict[str, list[ImportRow]] = {}
-            batch_rows = await s.scalars(
-                select(ImportRow)
-                .where(ImportRow.import_id == imp.id, ImportRow.external_ref.in_(refs))
-                .order_by(ImportRow.row_no)
-            )
-            for r in batch_rows.all():
-                by_ref.setdefault(r.external_ref, []).append(r)
-            s.expunge_all()
-        # The orders of a batch are created side by side (each in its own session and
-        # transaction, as POST /orders would), a bounded number at a time: one by one, an
-        # import waited on each order's round trips to PostgreSQL and Temporal in turn.
-        gate = asyncio.Semaphore(inp.parallel)
+        while time.monotonic() < deadline:
+            by_ref = await self._next_batch(imp, inp.batch_size)
+            if not by_ref:
+                break
+            # The orders of a batch are created side by side (each in its own session and
+            # transaction, as POST /orders would), a bounded number at a time.
+            gate = asyncio.Semaphore(inp.parallel)
 
-        async def one(ref: str) -> None:
-            async with gate:
-                await self._one(client, imp, by_ref[ref])
-                activity.heartbeat(ref)
+            async def one(rows: list[ImportRow], gate: asyncio.Semaphore = gate) -> None:
+                async with gate:
+                    await self._one(client, imp, rows)
+                    activity.heartbeat(rows[0].external_ref)
 
-        await asyncio.gather(*(one(ref) for ref in refs))
+            await asyncio.gather(*(one(rows) for rows in by_ref.values()))
         async with self.sessions() as s:
             remaining = await s.scalar(
                 select(func.count(func.distinct(ImportRow.external_ref))).where(
@@ -64,6 +62,29 @@ class ImportActivities(DbActivities):
                 )
             )
         return ImportProgress(remaining=int(remaining or 0))
+
+    async def _next_batch(self, imp: Import, size: int) -> dict[str, list[ImportRow]]:
+        """The rows of the next `size` pending orders, by reference, in sheet order."""
+        async with self.sessions() as s:
+            refs = (
+                await s.scalars(
+                    select(ImportRow.external_ref)
+                    .where(ImportRow.import_id == imp.id, ImportRow.status == "pending")
+                    .group_by(ImportRow.external_ref)
+                    .order_by(func.min(ImportRow.row_no))
+                    .limit(size)
+                )
+            ).all()
+            by_ref: dict[str, list[ImportRow]] = {ref: [] for ref in refs}
+            batch_rows = await s.scalars(
+                select(ImportRow)
+                .where(ImportRow.import_id == imp.id, ImportRow.external_ref.in_(refs))
+                .order_by(ImportRow.row_no)
+            )
+            for r in batch_rows.all():
+                by_ref[r.external_ref].append(r)
+            s.expunge_all()
+        return by_ref
 
     async def _one(self, client: Client, imp: Import, rows: list[ImportRow]) -> None:
         """Create one order from its rows and record the outcome on them, committed at once

@@ -36,9 +36,7 @@ PRODUCTS = 1000
 CHUNK = 50_000  # orders per INSERT ... SELECT: bounded transactions, visible progress
 CHANNELS = ("api", "web", "edi", "import", "webhook")
 APPROVER_ROLES = ("credit_controller", "sales_manager", "director", "ops")
-HAPPY = (
-    "received,validated,approved,reserved,picking,packed,shipped,invoiced,delivered,completed"
-)
+HAPPY = "received,validated,approved,reserved,picking,packed,shipped,invoiced,delivered,completed"
 ROUTED = (
     "received,validated,awaiting_approval,approved,reserved,picking,packed,shipped,invoiced,"
     "delivered,completed"
@@ -218,9 +216,7 @@ def _bind(sql: str, **params: Any) -> tuple[str, dict[str, Any]]:
     return sql, params
 
 
-def write_history(
-    url: str, orders: int, progress: Callable[[str], None] = print
-) -> dict[str, Any]:
+def write_history(url: str, orders: int, progress: Callable[[str], None] = print) -> dict[str, Any]:
     """Write `orders` orders of history and their rows; the rows per table and seconds."""
     started = time.perf_counter()
     with psycopg.connect(_libpq(url), autocommit=True) as conn:

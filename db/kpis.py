@@ -163,6 +163,38 @@ def _ratio(num: int, den: int) -> float | None:
     return round(num / den, 4) if den else None
 
 
+# The warehouse floor (manual mode): time to pick (list created -> confirmed), time to pack
+# (confirmed -> packages given), pick accuracy (units picked / units on the lists).
+FLOOR = f"""
+WITH {SCOPE},
+    lists AS (
+        SELECT p.created_at, p.picked_at, p.packed_at, p.lines
+        FROM pick_lists p JOIN scope s ON s.id = p.order_id
+        WHERE p.picked_at IS NOT NULL
+    ),
+    units AS (
+        SELECT coalesce(sum((ln->>'quantity')::int), 0) AS requested,
+               coalesce(sum(coalesce((ln->>'picked')::int, (ln->>'quantity')::int)), 0) AS picked
+        FROM lists, jsonb_array_elements(lists.lines) ln
+    )
+SELECT
+    (SELECT count(*) FROM lists) AS picks,
+    (SELECT percentile_cont(0.5) WITHIN GROUP (
+        ORDER BY extract(epoch FROM picked_at - created_at)) FROM lists) AS pick_p50,
+    (SELECT percentile_cont(0.95) WITHIN GROUP (
+        ORDER BY extract(epoch FROM picked_at - created_at)) FROM lists) AS pick_p95,
+    (SELECT count(*) FROM lists WHERE packed_at IS NOT NULL) AS packs,
+    (SELECT percentile_cont(0.5) WITHIN GROUP (
+        ORDER BY extract(epoch FROM packed_at - picked_at)) FROM lists
+        WHERE packed_at IS NOT NULL) AS pack_p50,
+    (SELECT percentile_cont(0.95) WITHIN GROUP (
+        ORDER BY extract(epoch FROM packed_at - picked_at)) FROM lists
+        WHERE packed_at IS NOT NULL) AS pack_p95,
+    (SELECT requested FROM units) AS requested,
+    (SELECT picked FROM units) AS picked
+"""
+
+
 def _secs(value: Any) -> float | None:
     return None if value is None else round(float(value), 3)
 
@@ -177,6 +209,7 @@ async def compute_kpis(session: AsyncSession, f: KpiFilter) -> dict[str, Any]:
     waits = (await session.execute(text(APPROVAL_WAIT), p)).mappings().all()
     by_product = (await session.execute(text(RETURNS_BY_PRODUCT), p)).mappings().all()
     by_reason = (await session.execute(text(RETURNS_BY_REASON), p)).mappings().all()
+    floor = (await session.execute(text(FLOOR), p)).mappings().one()
     return {
         "filters": {
             "from": f.start,
@@ -209,6 +242,17 @@ async def compute_kpis(session: AsyncSession, f: KpiFilter) -> dict[str, Any]:
             r["role"]: {"count": r["n"], "median": _secs(r["p50"]), "p95": _secs(r["p95"])}
             for r in waits
         },
+        "time_to_pick_seconds": {
+            "count": floor["picks"],
+            "median": _secs(floor["pick_p50"]),
+            "p95": _secs(floor["pick_p95"]),
+        },
+        "time_to_pack_seconds": {
+            "count": floor["packs"],
+            "median": _secs(floor["pack_p50"]),
+            "p95": _secs(floor["pack_p95"]),
+        },
+        "pick_accuracy": _ratio(int(floor["picked"]), int(floor["requested"])),
         "returns": {
             "rate_by_product": {
                 r["sku"]: {

@@ -27,7 +27,14 @@ class Caller:
 
 
 Role = Literal[
-    "admin", "sales", "credit_controller", "sales_manager", "director", "ops", "channel", "warehouse"
+    "admin",
+    "sales",
+    "credit_controller",
+    "sales_manager",
+    "director",
+    "ops",
+    "channel",
+    "warehouse",
 ]
 
 

@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 
 from sqlalchemy import case, select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio.client import Client
 
@@ -103,18 +102,18 @@ async def declare(
     # The stock row's lock orders this against reservations in flight (db/stock.py reserve
     # holds it too): a reservation either committed before, or sees the disruption.
     await s.scalar(select(Stock.sku).where(Stock.sku == sku).with_for_update())
-    d = Disruption(sku=sku, until=until, reason=reason, created_by=actor, affected=[])
-    s.add(d)
-    try:
-        async with s.begin_nested():
-            await s.flush()
-    except IntegrityError:
-        active = await s.scalar(
-            select(Disruption.id).where(Disruption.sku == sku, Disruption.status == "active")
-        )
+    # Under that lock a second declaration for the SKU waits here, then sees the first
+    # (the partial unique index uq_disruptions_active_sku backs this up).
+    active = await s.scalar(
+        select(Disruption.id).where(Disruption.sku == sku, Disruption.status == "active")
+    )
+    if active is not None:
         raise DisruptionError(
             409, f"{sku} already has an active disruption (#{active}); lift it first"
-        ) from None
+        )
+    d = Disruption(sku=sku, until=until, reason=reason, created_by=actor, affected=[])
+    s.add(d)
+    await s.flush()
     orders = await affected_orders(s, sku)
     for order_id in orders:
         await repo.record_event(
@@ -148,10 +147,13 @@ async def lift(s: AsyncSession, disruption_id: int, actor: str) -> Disruption:
 async def waiting_orders(s: AsyncSession, sku: str) -> list[str]:
     """Backordered orders with a line of `sku`: urgent first, then oldest first."""
     rows = await s.execute(
-        select(Order.id, Order.priority, Order.created_at)
-        .join(OrderLine, OrderLine.order_id == Order.id)
-        .where(Order.status == OrderStatus.BACKORDERED.value, OrderLine.sku == sku)
-        .distinct()
+        select(Order.id)
+        .where(
+            Order.status == OrderStatus.BACKORDERED.value,
+            select(OrderLine.id)
+            .where(OrderLine.order_id == Order.id, OrderLine.sku == sku)
+            .exists(),
+        )
         .order_by(case((Order.priority == "urgent", 0), else_=1), Order.created_at, Order.id)
     )
     return [r[0] for r in rows.all()]

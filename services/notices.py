@@ -41,6 +41,7 @@ from db.notices import queue_delayed
 from db.session import SessionFactory
 from domain.channels import derive_secret, sign
 from domain.notices import (
+    DELAYED,
     DISRUPTED,
     SHIPPED,
     WAITING,
@@ -101,12 +102,10 @@ async def notice_facts(s: Any, order_id: str, event: str, event_key: str) -> dic
     ).all()
     facts: dict[str, str] = {
         "order_id": order.id,
-        "external_ref": order.external_ref or order.id,
+        "external_ref": order.external_ref or "",
         "customer_code": order.customer_code,
         "customer_name": customer.name,
         "channel": order.channel,
-        "status": order.status,
-        "status_text": order.status.replace("_", " "),
         "total": f"{order.total:.2f}",
         "currency": order.currency,
         "requested_date": (
@@ -116,6 +115,8 @@ async def notice_facts(s: Any, order_id: str, event: str, event_key: str) -> dic
         ),
         "lines": "\n".join(f"  {ln.sku} x {ln.quantity}" for ln in lines),
     }
+    if event == DELAYED:  # where it is now; the other events name their own step
+        facts["status_text"] = order.status.replace("_", " ")
     if event == SHIPPED:
         no = shipment_no(event_key) or 1
         ship = await s.scalar(

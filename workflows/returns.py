@@ -114,10 +114,12 @@ class ReturnWorkflow:
         self.status = ReturnStatus.RECEIVED
         try:
             self.credit_notes = await self._local(ReturnActivities.credit, self.ref)
-        except ActivityError as err:
+        except (ActivityError, ApplicationError) as err:
             # The goods are back but no credit can be written: undo the restock (restocked
             # units go to quarantine) so stock and money tell the same story, then stop.
-            self.failure = getattr(err.cause, "message", None) or str(err)
+            # (A local activity's business error can arrive as the ApplicationError itself.)
+            cause = err.cause if isinstance(err, ActivityError) else err
+            self.failure = getattr(cause, "message", None) or str(err)
             await workflow.execute_local_activity_method(
                 ReturnActivities.undo_receipt,
                 self.ref,

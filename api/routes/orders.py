@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
 from typing import Annotated, Any, Literal, TypeVar
 
 from fastapi import APIRouter, Depends, Header, HTTPException, Query, Response
@@ -26,7 +27,16 @@ from api.auth import Caller
 from api.deps import CurrentUser, SessionDep, StateDep, channel_scope, require
 from api.errors import ErrorBody, ProblemsError, responses
 from api.routes.returns import ReturnSummary, returns_of
-from db.models import Approval, Invoice, Order, OrderEvent, OrderLine, Shipment
+from db.models import (
+    Approval,
+    Invoice,
+    Order,
+    OrderEvent,
+    OrderLine,
+    Package,
+    PickList,
+    Shipment,
+)
 from domain.approvals import Decision
 from domain.base import Model, Money
 from domain.notices import SubstituteIn
@@ -80,6 +90,29 @@ class ShipmentOut(Model):
     packages: int
 
 
+class OrderPickListOut(Model):
+    """One shipment's pick list; `batch_id`: the floor's list it is walked on (manual mode,
+    GET /pick-lists/{id})."""
+
+    id: int
+    batch_id: int | None
+    shipment_no: int
+    attempt: int
+    status: str
+    lines: list[dict[str, Any]]
+    picked_at: datetime | None
+    packed_at: datetime | None
+
+
+class PackageOut(Model):
+    shipment_no: int
+    seq: int
+    weight_kg: Decimal
+    length_cm: Decimal
+    width_cm: Decimal
+    height_cm: Decimal
+
+
 class InvoiceOut(Model):
     number: str
     shipment_no: int
@@ -129,6 +162,9 @@ class OrderOut(Model):
     timeline: list[EventOut]
     # Its returns (RMA), oldest first: GET /returns/{id} has each one's lines and credit.
     returns: list[ReturnSummary] = []
+    # The warehouse floor: its pick lists and (manual mode) the packages it was packed in.
+    pick_lists: list[OrderPickListOut] = []
+    packages: list[PackageOut] = []
 
 
 class OrderSummary(Model):
@@ -234,6 +270,23 @@ async def load_order(session: SessionDep, order_id: str) -> OrderOut:
         invoices=[InvoiceOut.model_validate(i, from_attributes=True) for i in invoices],
         timeline=_timeline(events, order.status),
         returns=await returns_of(session, order_id),
+        pick_lists=[
+            OrderPickListOut(
+                id=p.id,
+                batch_id=p.batch_id,
+                shipment_no=p.wave,
+                attempt=p.attempt,
+                status=p.status,
+                lines=p.lines,
+                picked_at=p.picked_at,
+                packed_at=p.packed_at,
+            )
+            for p in await rows(PickList, PickList.wave, PickList.attempt)
+        ],
+        packages=[
+            PackageOut.model_validate(p, from_attributes=True)
+            for p in await rows(Package, Package.shipment_no, Package.seq)
+        ],
     )
 
 

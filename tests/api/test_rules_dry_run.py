@@ -212,3 +212,21 @@ async def test_dry_run_numbers_match_what_routing_then_does(routing_restored: St
     assert first["reason"] == (
         f"total 2,500.00 above 500.00 (channel {channel}, late payer (6 months))"
     )
+
+
+async def test_dry_run_refuses_bad_input_naming_the_field(stack: Stack):
+    bad_scope = {
+        "condition": "total_above",
+        "role": "director",
+        "threshold": "1.00",
+        "scope": {"payment_record": {"status": "late", "months": 0}},
+    }
+    r = await stack.post("/routing-rules/dry-run", {"rules": [bad_scope], "days": 7})
+    assert r.status_code == 422
+    assert r.json()["detail"][0]["loc"][-1] == "months"
+    r = await stack.post("/routing-rules/dry-run", {"rules": [], "days": 0})
+    assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["body", "days"]
+    r = await stack.put("/routing-rules", {"rules": [bad_scope]})
+    assert r.status_code == 422 and "months" in r.json()["detail"][0]["loc"]
+    r = await stack.post("/routing-rules/dry-run", {"rules": [], "days": 7}, role="sales_manager")
+    assert r.status_code == 403

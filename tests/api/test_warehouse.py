@@ -146,6 +146,10 @@ async def test_manual_order_waits_for_the_floor_then_ships(
         order = await stack.wait_status(order_id, "completed")
         assert [s["status"] for s in order["shipments"]] == ["delivered"]
         assert await stack.count(Package, Package.order_id == order_id) == 2
+        assert [(pl["batch_id"], pl["status"]) for pl in order["pick_lists"]] == [
+            (p["id"], "packed")
+        ]
+        assert [pk["weight_kg"] for pk in order["packages"]] == ["2.50", "2.50"]
         await assert_books_balance(stack, a, b)
         await _record(stack, "manual-warehouse", order_id)
 
@@ -246,6 +250,10 @@ async def test_short_pick_ships_what_was_picked_and_the_rest_follows(
         assert len(order["shipments"]) == 2
         await assert_books_balance(stack, sku)
         await _record(stack, "manual-short-pick", order_id)
+        kpis = (await stack.get(f"/kpis?customer_code={customer}")).json()
+        assert kpis["pick_accuracy"] == 0.7143  # 10 of the 14 units on its two lists
+        assert kpis["time_to_pick_seconds"]["count"] == 2
+        assert kpis["time_to_pack_seconds"]["count"] == 2
 
 
 async def test_a_late_pick_raises_one_alert_and_keeps_waiting(

@@ -25,9 +25,20 @@ async def test_reads_bench_small(pg: EmbeddedPostgres, client: Client) -> None:
     assert rows["order_events"] > 5 * ORDERS  # a timeline per order, ~10 steps when complete
     assert 0 < rows["shipments"] == rows["invoices"] == rows["receivables"] < ORDERS
     reads = report["reads"]
-    for key in ("list_all", "list_status_completed", "list_customer", "list_channel",
-                "list_cursor", "list_paging", "detail", "kpis_month", "kpis_year",
-                "inbox_admin", "inbox_role", "stuck"):
+    for key in (
+        "list_all",
+        "list_status_completed",
+        "list_customer",
+        "list_channel",
+        "list_cursor",
+        "list_paging",
+        "detail",
+        "kpis_month",
+        "kpis_year",
+        "inbox_admin",
+        "inbox_role",
+        "stuck",
+    ):
         r = reads[key]
         assert r["n"] >= 3 and 0 < r["p50_ms"] <= r["p99_ms"] <= r["max_ms"], key
         assert r["target_p99_ms"] in TARGETS_MS.values()
@@ -50,5 +61,6 @@ async def test_reads_bench_small(pg: EmbeddedPostgres, client: Client) -> None:
             "SELECT count(*) FROM pg_database WHERE datname = %s", (report["scratch_database"],)
         ).fetchone()
         assert gone == (0,)
-        assert conn.execute("SELECT count(*) FROM orders WHERE id LIKE 'SO-%%' "
-                            "AND created_by = 'bench'").fetchone() == (0,)
+        assert conn.execute(
+            "SELECT count(*) FROM orders WHERE id LIKE 'SO-%%' AND created_by = 'bench'"
+        ).fetchone() == (0,)
