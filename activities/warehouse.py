@@ -25,7 +25,7 @@ from domain.fulfilment import (
     PickOutcome,
     PickRecord,
 )
-from domain.layout import plan_walk
+from domain.layout import Layout, plan_walk
 from domain.orders import OrderRef, StatusChange
 from domain.status import OrderStatus, wave_key
 
@@ -33,10 +33,12 @@ from domain.status import OrderStatus, wave_key
 _WAVE_LOCK = 170017
 
 
-def sequence(lines: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], float, float]:
-    """Lines in walking order (domain/layout.py), numbered; the walk's metres and the
-    by-code walk's metres."""
-    walk = plan_walk([str(line["bin_location"] or "") for line in lines])
+def sequence(
+    lines: list[dict[str, Any]], layout: Layout | None = None
+) -> tuple[list[dict[str, Any]], float, float]:
+    """Lines in walking order through the site's layout (domain/layout.py), numbered; the
+    walk's metres and the by-code walk's metres."""
+    walk = plan_walk([str(line["bin_location"] or "") for line in lines], layout)
     ordered = [dict(lines[i], sequence=n) for n, i in enumerate(walk.order, start=1)]
     return ordered, walk.distance_m, walk.by_code_m
 
@@ -153,7 +155,8 @@ class WarehouseActivities(DbActivities):
                 )
             ).all()
             lines, _, _ = sequence(
-                [{"sku": sku, "bin_location": b, "quantity": q} for sku, b, q in rows]
+                [{"sku": sku, "bin_location": b, "quantity": q} for sku, b, q in rows],
+                cfg.warehouse_layout,
             )
             priority = await s.scalar(select(Order.priority).where(Order.id == ref.order_id))
             units = sum(int(q) for _, _, q in rows)
@@ -175,7 +178,7 @@ class WarehouseActivities(DbActivities):
             else:
                 batch = PickBatch(kind="single", status="open", lines=[])
                 batch.lines = [dict(line, order_id=ref.order_id) for line in lines]
-                _, distance, by_code = sequence(lines)
+                _, distance, by_code = sequence(lines, self.settings.warehouse_layout)
                 batch.distance_m, batch.by_code_m = _metres(distance), _metres(by_code)
                 batch.released_at = func.now()
                 s.add(batch)
@@ -227,9 +230,8 @@ class WarehouseActivities(DbActivities):
             await self._release(s, batch)
         return batch
 
-    @staticmethod
-    async def _release(s: AsyncSession, batch: PickBatch) -> None:
-        lines, distance, by_code = sequence(list(batch.lines))
+    async def _release(self, s: AsyncSession, batch: PickBatch) -> None:
+        lines, distance, by_code = sequence(list(batch.lines), self.settings.warehouse_layout)
         batch.lines = lines
         batch.distance_m, batch.by_code_m = _metres(distance), _metres(by_code)
         batch.status = "open"

@@ -28,10 +28,13 @@ _QUEUE = text(
 )
 _QUEUE_DELAYED = text(
     "INSERT INTO customer_notices (order_id, event, event_key, receiver, address) "
-    "SELECT o.id, :event, :event, r.receiver, r.address "
+    "SELECT o.id, CAST(:event AS varchar), CAST(:event AS varchar), r.receiver, r.address "
     + _RECEIVERS
     + "WHERE o.status = ANY(:open) AND o.requested_delivery_date < :today "
     "AND r.address IS NOT NULL "
+    # Orders told already are skipped, not re-inserted into a conflict every pass.
+    "AND NOT EXISTS (SELECT 1 FROM customer_notices n WHERE n.order_id = o.id "
+    "AND n.event_key = CAST(:event AS varchar) AND n.receiver = r.receiver) "
     "ON CONFLICT ON CONSTRAINT uq_customer_notices_event DO NOTHING "
     "RETURNING order_id"
 )
