@@ -521,7 +521,9 @@ class Approval(Base):
     __tablename__ = "approvals"
     __table_args__ = (
         UniqueConstraint("order_id", "level", name="uq_approvals_order_level"),
-        Index("ix_approvals_pending", "status", "role"),
+        # The inbox, oldest first (migration 0011): a role's, and every role's (admin).
+        Index("ix_approvals_pending", "status", "role", "requested_at", "id"),
+        Index("ix_approvals_pending_age", "status", "requested_at", "id"),
     )
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
     order_id: Mapped[str] = mapped_column(ForeignKey("orders.id", ondelete="CASCADE"))

@@ -11,6 +11,7 @@ from typing import Annotated, Any
 
 from pydantic import Field, StringConstraints, TypeAdapter, ValidationError
 
+from domain.alerts import Alert
 from domain.base import Model
 from domain.sheets import SheetError, SheetLimits, _read_csv, _read_xlsx
 from domain.types import Code20, Code40, Count, Printable
@@ -76,6 +77,21 @@ class Report(Model):
 
     def detail(self) -> str:
         return "\n".join(p.detail for p in self.problems)
+
+
+def reconcile_alert_key(run_id: str) -> str:
+    return f"reconcile:{run_id}"
+
+
+def report_alert(report: Report, run_id: str) -> Alert:
+    """The one alert of a run whose books do not balance (its dedup key names the run)."""
+    return Alert(
+        dedup_key=reconcile_alert_key(run_id),
+        kind="stock_reconcile",
+        severity="critical",
+        summary=report.summary(),
+        detail=report.detail(),
+    )
 
 
 class RunRequest(Model):

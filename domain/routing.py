@@ -201,5 +201,5 @@ def _load(role: str, n_before: int, n_after: int, hours: Decimal) -> RoleLoad:
         levels_after=n_after,
         delta=delta,
         hours_per_level=hours.quantize(Decimal("0.1")),
-        hours_delta=(hours * delta).quantize(Decimal("0.1")),
+        hours_delta=(hours * delta).quantize(Decimal("0.1")) + 0,  # never "-0.0"
     )

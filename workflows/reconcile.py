@@ -13,8 +13,7 @@ from temporalio.workflow import ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
     from activities.reconcile import ReconcileActivities
-    from domain.alerts import Alert
-    from domain.reconcile import CheckRequest, Report, RunRequest
+    from domain.reconcile import CheckRequest, Report, RunRequest, report_alert
     from workflows.alert import AlertWorkflow, alert_workflow_id
 
 # A normal activity, not a local one: it reads every SKU's ledger, which on a big book is
@@ -25,10 +24,6 @@ RECONCILE_RETRY = RetryPolicy(
     maximum_interval=timedelta(minutes=1),
     maximum_attempts=5,
 )
-
-
-def reconcile_alert_key(run_id: str) -> str:
-    return f"reconcile:{run_id}"
 
 
 @workflow.defn(name="ReconcileWorkflow")
@@ -44,13 +39,7 @@ class ReconcileWorkflow:
             retry_policy=RECONCILE_RETRY,
         )
         if not report.ok:
-            alert = Alert(
-                dedup_key=reconcile_alert_key(run_id),
-                kind="stock_reconcile",
-                severity="critical",
-                summary=report.summary(),
-                detail=report.detail(),
-            )
+            alert = report_alert(report, run_id)
             try:
                 # The alert outlives this run: stored and delivered by its own workflow.
                 await workflow.start_child_workflow(

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from datetime import timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, File, Form, Header, HTTPException, Query, UploadFile
@@ -27,23 +26,25 @@ from domain.reconcile import (
     Reason,
     Report,
     read_count_sheet,
+    report_alert,
 )
 from domain.sheets import SheetError, SheetLimits
 from domain.types import Code40
 from services.config import Settings
 from workflows.alert import AlertWorkflow, alert_workflow_id
-from workflows.reconcile import ReconcileWorkflow
 
 log = logging.getLogger("orderflow.api")
 router = APIRouter(tags=["reconcile"], responses=responses(404))
 
 Ops = Annotated[Caller, Depends(require("ops"))]
-# How long POST /reconcile waits for its run before answering 202 with the run's id.
-RUN_WAIT = timedelta(seconds=60)
+
+
+class RunOut(Report):
+    run_id: str
 
 
 @router.get("/reconcile")
-async def report(
+async def get_report(
     session: SessionDep,
     settings: SettingsDep,
     _: Ops,
@@ -56,26 +57,29 @@ async def report(
     )
 
 
-@router.post("/reconcile", responses={202: {"description": "still running: its run_id"}})
+@router.post("/reconcile")
 async def run_now(
-    client: TemporalDep, settings: SettingsDep, _: Ops, body: CheckRequest | None = None
-) -> JSONResponse:
-    """Run the nightly reconciliation now (a ReconcileWorkflow: a difference raises its
-    alert); answers its report, or 202 with the run's id if it takes longer than a minute."""
+    session: SessionDep,
+    client: TemporalDep,
+    settings: SettingsDep,
+    _: Ops,
+    body: CheckRequest | None = None,
+) -> RunOut:
+    """Reconcile now, as the nightly run does: a difference raises this run's one alert."""
     run_id = f"reconcile-now-{uuid.uuid4().hex[:12]}"
-    handle = await client.start_workflow(
-        ReconcileWorkflow.run,
-        body or CheckRequest(),
-        id=run_id,
-        task_queue=settings.task_queue,
-        execution_timeout=timedelta(hours=1),
+    report = await reconcile.check(
+        session,
+        (body or CheckRequest()).skus,
+        invoice_grace_seconds=settings.reconcile_invoice_grace_seconds,
     )
-    try:
-        async with asyncio.timeout(RUN_WAIT.total_seconds()):
-            result: Report = await handle.result()
-    except TimeoutError:
-        return JSONResponse({"run_id": run_id, "status": "running"}, status_code=202)
-    return JSONResponse({"run_id": run_id, **result.model_dump(mode="json")})
+    if not report.ok:
+        try:
+            await _raise(client, settings, report_alert(report, run_id))
+        except RPCError as err:
+            raise HTTPException(
+                503, f"{report.summary()}; its alert could not be raised ({err.message})"
+            ) from None
+    return RunOut(run_id=run_id, **report.model_dump())
 
 
 @router.post(
@@ -171,18 +175,26 @@ async def _book(
 async def _alert(client: Client, settings: Settings, out: CountOut) -> None:
     """One alert per count with differences (its id is the dedup key)."""
     off = [ln for ln in out.lines if ln.status in ("adjusted", "refused")]
-    alert = Alert(
-        dedup_key=f"stock-count:{out.id}",
-        kind="stock_count_difference",
-        severity="warning",
-        summary=f"cycle count {out.id} by {out.counted_by}: {len(off)} difference(s) "
-        f"({out.reason})",
-        detail="\n".join(
-            f"{ln.sku}: on hand {ln.on_hand_before}, counted {ln.counted} "
-            f"({ln.difference:+d}) {ln.status}{': ' + ln.note if ln.note else ''}"
-            for ln in off
+    await _raise(
+        client,
+        settings,
+        Alert(
+            dedup_key=f"stock-count:{out.id}",
+            kind="stock_count_difference",
+            severity="warning",
+            summary=f"cycle count {out.id} by {out.counted_by}: {len(off)} difference(s) "
+            f"({out.reason})",
+            detail="\n".join(
+                f"{ln.sku}: on hand {ln.on_hand_before}, counted {ln.counted} "
+                f"({ln.difference:+d}) {ln.status}{': ' + ln.note if ln.note else ''}"
+                for ln in off
+            ),
         ),
     )
+
+
+async def _raise(client: Client, settings: Settings, alert: Alert) -> None:
+    """Start the alert's AlertWorkflow (stored once per dedup key, then delivered)."""
     try:
         await client.start_workflow(
             AlertWorkflow.run,

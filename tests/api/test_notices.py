@@ -258,3 +258,23 @@ async def test_channel_gets_the_same_events_signed_with_its_secret(
         bodies = [check_signed(c, secret) for c in rec.ok()]
     assert sorted(b["event"] for b in bodies) == ["confirmed", "delivered", "shipped"]
     assert {n["receiver"] for n in await notices(stack, order_id)} == {"channel"}
+
+
+async def test_a_receiver_that_never_answers_is_given_up_on(stack: Stack, tmp_path: Path) -> None:
+    customer = await stack.customer()
+    sku = await stack.product(stock=10)
+    settings = notice_settings(stack, tmp_path / "outbox", notice_max_attempts=2)
+    with receiving(fail=1000) as rec:
+        await contact(stack, customer, rec.url, None)
+        async with sending(settings, stack):
+            order_id = (await stack.order(customer, [(sku, 1)])).json()["id"]
+            await stack.wait_status(order_id, "completed", within=60)
+
+            async def all_failed() -> bool:
+                listed = await notices(stack, order_id)
+                return len(listed) == 3 and all(n["status"] == "failed" for n in listed)
+
+            await until(all_failed, "3 notices given up", 30)
+    listed = await notices(stack, order_id)
+    assert all(n["attempts"] == 2 and "500" in n["last_error"] for n in listed)
+    assert len(rec.calls) == 6

@@ -23,14 +23,26 @@ INDEXES = {
 }
 
 
+# The approvals inbox reads pending levels oldest first, a role's or (admin) all of them:
+# walked in that order, it stops after its page instead of sorting every pending level.
+INBOX = ["status", "role", "requested_at", "id"]
+INBOX_ALL = ["status", "requested_at", "id"]
+
+
 def upgrade() -> None:
     for name, columns in INDEXES.items():
         op.create_index(name, "orders", columns)
     # (status, id) serves every query (status) did.
     op.drop_index("ix_orders_status", table_name="orders")
+    op.drop_index("ix_approvals_pending", table_name="approvals")
+    op.create_index("ix_approvals_pending", "approvals", INBOX)
+    op.create_index("ix_approvals_pending_age", "approvals", INBOX_ALL)
 
 
 def downgrade() -> None:
+    op.drop_index("ix_approvals_pending_age", table_name="approvals")
+    op.drop_index("ix_approvals_pending", table_name="approvals")
+    op.create_index("ix_approvals_pending", "approvals", ["status", "role"])
     op.create_index("ix_orders_status", "orders", ["status"])
     for name in INDEXES:
         op.drop_index(name, table_name="orders")

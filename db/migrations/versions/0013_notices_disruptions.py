@@ -50,9 +50,7 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id"),
         sa.UniqueConstraint("order_id", "event_key", "receiver", name="uq_customer_notices_event"),
     )
-    op.create_index(
-        "ix_customer_notices_due", "customer_notices", ["status", "next_attempt_at"]
-    )
+    op.create_index("ix_customer_notices_due", "customer_notices", ["status", "next_attempt_at"])
     op.create_table(
         "disruptions",
         sa.Column("id", sa.BigInteger(), autoincrement=True, nullable=False),
