@@ -82,7 +82,7 @@ RULES: dict[tuple[str, str], Rule] = {
     ("GET", "/returns"): ALL,
     ("GET", "/returns/{rma_id}"): ALL,
     ("POST", "/returns/{rma_id}/decision"): APPROVERS,
-    ("POST", "/returns/{rma_id}/receive"): roles("ops"),
+    ("POST", "/returns/{rma_id}/receive"): roles("warehouse", "ops"),
     ("POST", "/channels/{channel}/orders"): SIGNED,
     # approvals, alerts, KPIs
     ("GET", "/approvals"): APPROVERS,

@@ -118,11 +118,11 @@ SELECT
     count(*) FILTER (WHERE validated AND NOT routed) AS touchless,
     count(*) FILTER (WHERE approved) AS approved,
     count(*) FILTER (WHERE approved AND backordered) AS backordered,
-    coalesce(sum(compensations), 0) AS compensations,
+    coalesce(sum(compensations), 0)::bigint AS compensations,
     coalesce(sum(shipped) FILTER (WHERE approved), 0) AS shipped_qty,
     coalesce(sum(ordered) FILTER (WHERE approved), 0) AS ordered_qty,
-    coalesce(sum(deliveries), 0) AS dated_deliveries,
-    coalesce(sum(on_time), 0) AS on_time
+    coalesce(sum(deliveries), 0)::bigint AS dated_deliveries,
+    coalesce(sum(on_time), 0)::bigint AS on_time
 FROM per_order
 """
 

@@ -173,3 +173,8 @@ async def assert_books_balance(stack: Stack, *skus: str) -> None:
             .where((Invoice.number.is_(None)) | (Invoice.amount != Receivable.amount))
         )
         assert orphans == 0
+        # And the stock ledger (db/reconcile.py): every unit of these SKUs accounted for.
+        from db import reconcile
+
+        off = [p.detail for p in (await reconcile.check(s, skus)).problems if p.sku]
+        assert off == [], off

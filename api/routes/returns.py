@@ -441,7 +441,7 @@ async def decide_return(
     )
 
 
-@router.post("/returns/{rma_id}/receive", dependencies=[Depends(require("ops"))])
+@router.post("/returns/{rma_id}/receive", dependencies=[Depends(require("warehouse", "ops"))])
 async def receive_return(
     rma_id: Code40, body: ReceiveIn, state: StateDep, session: SessionDep, user: CurrentUser
 ) -> ReturnOut:
