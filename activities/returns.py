@@ -115,7 +115,9 @@ class ReturnActivities(DbActivities):
                 if fresh.first() is None:
                     continue
                 if condition == "restock":
-                    await stock.return_shipped(s, sku, qty)
+                    await stock.return_shipped(
+                        s, sku, qty, key=f"rma:{receipt.rma_id}:{sku}:restock"
+                    )
                 else:
                     await stock.hold_returned(s, sku, condition, qty)
                 await s.execute(
@@ -274,7 +276,9 @@ class ReturnActivities(DbActivities):
             ).all()
             moved = []
             for row in rows:
-                n = await stock.unrestock_to_quarantine(s, row.sku, row.quantity)
+                n = await stock.unrestock_to_quarantine(
+                    s, row.sku, row.quantity, key=f"rma:{ref.rma_id}:{row.sku}:unrestock"
+                )
                 row.undone = True
                 moved.append(f"{n} of {row.quantity} x {row.sku}")
             await order_event(

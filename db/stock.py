@@ -164,15 +164,17 @@ async def hold_returned(session: AsyncSession, sku: str, location: str, quantity
     )
 
 
-async def unrestock_to_quarantine(session: AsyncSession, sku: str, quantity: int) -> int:
+async def unrestock_to_quarantine(
+    session: AsyncSession, sku: str, quantity: int, *, key: str
+) -> int:
     """Undo a return's restock (its credit failed): up to `quantity` units still available
-    go back off hand into quarantine; answers how many moved (units another order has
-    reserved meanwhile stay with it). The caller undoes each receipt row once."""
+    go back off hand into quarantine (booked as a negative return); answers how many moved
+    (units another order has reserved meanwhile stay with it)."""
     available = await session.scalar(
         select(Stock.on_hand - Stock.reserved).where(Stock.sku == sku).with_for_update()
     )
     moved = min(quantity, max(available or 0, 0))
-    if moved > 0:
+    if moved > 0 and await _book(session, sku, RETURN, -moved, key):
         await session.execute(
             update(Stock)
             .where(Stock.sku == sku)
