@@ -148,19 +148,29 @@ class BillingActivities(DbActivities):
 
 
 async def credit_invoice(s: AsyncSession, inv: Invoice, reason: str) -> bool:
-    """A credit note for the whole invoice, once; it clears the open receivable."""
-    fresh = await s.execute(
-        insert(CreditNote)
-        .values(
-            number="CN-" + inv.number.removeprefix("INV-"),
-            invoice_number=inv.number,
-            amount=inv.amount,
-            reason=reason,
+    """A credit note for what is left of the invoice (returns may have credited part of
+    it already), once; it clears the open receivable."""
+    returned = await s.scalar(
+        select(func.coalesce(func.sum(CreditNote.amount), 0)).where(
+            CreditNote.invoice_number == inv.number, CreditNote.return_id.is_not(None)
         )
-        .on_conflict_do_nothing()
-        .returning(CreditNote.number)
     )
-    if fresh.first() is None:
+    left = Decimal(inv.amount) - Decimal(returned or 0)
+    if left > 0:
+        fresh = await s.execute(
+            insert(CreditNote)
+            .values(
+                number="CN-" + inv.number.removeprefix("INV-"),
+                invoice_number=inv.number,
+                amount=left,
+                reason=reason,
+            )
+            .on_conflict_do_nothing()
+            .returning(CreditNote.number)
+        )
+        if fresh.first() is None:
+            return False
+    elif inv.credited:
         return False
     inv.credited = True
     await s.execute(

@@ -8,11 +8,11 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 from temporalio.testing import WorkflowEnvironment
 
 from activities.billing import credit_invoice
-from db.models import HeldStock, Invoice, Receivable, Return, Stock
+from db.models import CreditNote, HeldStock, Invoice, Receivable, Return, Stock
 from orderflow.embedded import EmbeddedPostgres
 from services.config import Settings
 from tests import conftest
@@ -234,3 +234,25 @@ async def test_an_undecided_return_is_refused_at_the_timeout(
     assert refused["decided_by"] == "system"
     order = (await stack.get(f"/orders/{order_id}")).json()
     assert any("approval timeout" in e["detail"] for e in order["timeline"])
+
+
+async def test_a_whole_invoice_credit_after_a_return_credits_only_the_rest(stack: Stack):
+    """A lost-shipment compensation after a partial return: the credit notes add up to the
+    invoice, never more."""
+    order_id, sku = await _completed(stack, 4)  # 40.00
+    rma = (await _ask(stack, order_id, [(sku, 1)])).json()
+    await _wait_return(stack, rma["id"], "approved")
+    r = await _receive(stack, rma["id"], [(sku, 1, "restock")])
+    assert r.json()["status"] == "completed", r.text
+    assert await _receivable(stack, order_id) == Decimal("30.00")
+    async with stack.sessions() as s, s.begin():
+        inv = await s.scalar(select(Invoice).where(Invoice.order_id == order_id))
+        assert inv is not None
+        assert await credit_invoice(s, inv, "shipment lost") is True
+        assert await credit_invoice(s, inv, "shipment lost") is False  # once
+    async with stack.sessions() as s:
+        credited = await s.scalar(
+            select(func.sum(CreditNote.amount)).where(CreditNote.invoice_number == inv.number)
+        )
+    assert credited == Decimal("40.00")
+    assert await _receivable(stack, order_id) == Decimal("0.00")
