@@ -211,5 +211,23 @@ def markdown_table() -> str:
     return "\n".join(lines) + "\n"
 
 
+def splice_table(page: str) -> str:
+    """docs/roles.md with its table (the lines starting `| \`` after the `| route |` head)
+    replaced by today's; the prose around it kept."""
+    lines = page.splitlines(keepends=True)
+    start = next(i for i, line in enumerate(lines) if line.startswith("| route |"))
+    end = start + 2
+    while end < len(lines) and lines[end].startswith("| `"):
+        end += 1
+    return "".join(lines[:start]) + markdown_table() + "".join(lines[end:])
+
+
 if __name__ == "__main__":
-    print(markdown_table(), end="")
+    import sys
+    from pathlib import Path
+
+    if sys.argv[1:] == ["--write"]:  # python -m api.access --write: update docs/roles.md
+        doc = Path(__file__).resolve().parent.parent / "docs" / "roles.md"
+        doc.write_text(splice_table(doc.read_text()))
+    else:
+        print(markdown_table(), end="")

@@ -116,9 +116,9 @@ async def test_every_route_answers_every_role_as_the_table_says(api_stack: Stack
 
 def test_docs_roles_md_is_the_table():
     """docs/roles.md shows the table the code enforces (regenerate with
-    `python -m api.access`)."""
+    `python -m api.access --write`)."""
     assert access.markdown_table() in DOCS.read_text(), (
-        "docs/roles.md is out of date: paste the output of `python -m api.access`"
+        "docs/roles.md is out of date: run `python -m api.access --write`"
     )
 
 
