@@ -28,7 +28,9 @@ from db.models import (
     ReturnLineRow,
     ReturnReceipt,
 )
+from db.notices import queue_notice
 from domain.money import fmt
+from domain.notices import RETURN_APPROVED, RETURN_CREDITED, RETURN_REFUSED, return_event_key
 from domain.returns import (
     RETURN_FINAL,
     Receipt,
@@ -70,6 +72,13 @@ class ReturnActivities(DbActivities):
         async with self.tx() as s:
             if not await order_event(s, step):
                 return
+            # The customer hears of the decision once, in the transaction that records it.
+            event = {
+                ReturnStatus.APPROVED: RETURN_APPROVED,
+                ReturnStatus.REFUSED: RETURN_REFUSED,
+            }.get(step.status)
+            if event is not None:
+                await queue_notice(s, step.order_id, event, return_event_key(event, step.rma_id))
             values: dict[str, object] = {
                 "status": step.status.value,
                 "awaiting_role": step.awaiting_role,
@@ -90,6 +99,13 @@ class ReturnActivities(DbActivities):
                 )
                 .values(values)
             )
+
+    @activity.defn(name="returns.note")
+    async def note(self, step: ReturnStep) -> None:
+        """A remark on the order's timeline about the return (a reminder sent), once; the
+        return's status does not move."""
+        async with self.tx() as s:
+            await order_event(s, step, key=f"return:{step.rma_id}:note:reminder")
 
     @activity.defn(name="returns.receive")
     async def receive(self, receipt: Receipt) -> None:
@@ -166,6 +182,13 @@ class ReturnActivities(DbActivities):
                 else "nothing came back: no credit note",
             )
             await self.set_status(step)
+            if notes:
+                await queue_notice(
+                    s,
+                    ref.order_id,
+                    RETURN_CREDITED,
+                    return_event_key(RETURN_CREDITED, ref.rma_id),
+                )
             return notes
 
     @staticmethod

@@ -224,7 +224,9 @@ class WarehouseActivities(DbActivities):
         pick.batch_id = batch.id
         await s.flush()
         members = await s.scalar(
-            select(func.count()).select_from(PickList).where(PickList.batch_id == batch.id)
+            select(func.count())
+            .select_from(PickList)
+            .where(PickList.batch_id == batch.id, PickList.status != "cancelled")
         )
         if int(members or 0) >= self.settings.wave_max_orders:
             await self._release(s, batch)
@@ -267,11 +269,18 @@ class WarehouseActivities(DbActivities):
     async def _floor_list(s: AsyncSession, pick: PickList) -> FloorList:
         batch = await s.get(PickBatch, pick.batch_id)
         assert batch is not None
+        release_at = batch.release_at if batch.status == "forming" else None
+        release_in: float | None = None
+        if release_at is not None:
+            now = await s.scalar(select(func.now()))
+            assert now is not None
+            release_in = max((release_at - now).total_seconds(), 0.0)
         return FloorList(
             pick_list_id=pick.id,
             batch_id=batch.id,
             kind=batch.kind,  # type: ignore[arg-type]  # the CHECK constraint's values
-            release_at=batch.release_at if batch.status == "forming" else None,
+            release_at=release_at,
+            release_in_seconds=release_in,
         )
 
     @activity.defn(name="warehouse.record_pick")
@@ -292,8 +301,24 @@ class WarehouseActivities(DbActivities):
                 for ln in pick.lines
             ]
             outcome = _outcome(lines)
+            bins = {str(ln["sku"]): ln.get("bin_location") for ln in lines}
             for sku, short in sorted(outcome.short.items()):
                 await _give_back(s, ref.order_id, sku, short)
+                # The picker found fewer on the shelf than the books say: the missing units
+                # come off on hand (audited), so no order reserves them again.
+                off = await stock.write_off(
+                    s,
+                    sku,
+                    short,
+                    key=f"short-pick:{ref.order_id}:{ref.shipment_no}:{rec.attempt}:{sku}",
+                    actor=rec.confirmation.by,
+                    reason=f"short pick: order {ref.order_id} shipment {ref.shipment_no} "
+                    f"(attempt {rec.attempt}) found {short} unit(s) fewer than listed",
+                    bin_location=bins.get(sku),
+                )
+                if off:
+                    outcome.written_off[sku] = off
+                    lines = [dict(ln, written_off=off) if ln["sku"] == sku else ln for ln in lines]
             pick.lines = lines
             pick.status = "short" if outcome.short else "picked"
             pick.picked_at = func.now()
@@ -303,6 +328,10 @@ class WarehouseActivities(DbActivities):
             detail = f"{rec.confirmation.by} picked {outcome.picked} of {outcome.requested} unit(s)"
             if outcome.short:
                 detail += "; short: " + ", ".join(f"{k} x{v}" for k, v in outcome.short.items())
+            if outcome.written_off:
+                detail += "; written off on hand: " + ", ".join(
+                    f"{k} x{v}" for k, v in outcome.written_off.items()
+                )
             if ships:
                 await repo.apply_status(
                     s,
@@ -378,7 +407,8 @@ def _outcome(lines: list[dict[str, Any]]) -> PickOutcome:
         for ln in lines
         if int(ln.get("picked", ln["quantity"])) < int(ln["quantity"])
     }
-    return PickOutcome(requested=requested, picked=picked, short=short)
+    written_off = {str(ln["sku"]): int(ln["written_off"]) for ln in lines if ln.get("written_off")}
+    return PickOutcome(requested=requested, picked=picked, short=short, written_off=written_off)
 
 
 async def _give_back(s: AsyncSession, order_id: str, sku: str, units: int) -> None:

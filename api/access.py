@@ -83,6 +83,10 @@ RULES: dict[tuple[str, str], Rule] = {
     ("GET", "/returns/{rma_id}"): ALL,
     ("POST", "/returns/{rma_id}/decision"): APPROVERS,
     ("POST", "/returns/{rma_id}/receive"): roles("warehouse", "ops"),
+    ("POST", "/returns/{rma_id}/cancel"): roles("sales", "ops"),
+    # invoices and payments (docs/returns.md)
+    ("GET", "/invoices/{number}"): STAFF,
+    ("POST", "/invoices/{number}/payments"): roles("credit_controller", "ops"),
     ("POST", "/channels/{channel}/orders"): SIGNED,
     # approvals, alerts, KPIs
     ("GET", "/approvals"): APPROVERS,
@@ -169,6 +173,19 @@ _CONSOLE_MIRRORS = {
         "POST",
         "/orders/{order_id}/carrier-exception",
     ),
+    # The warehouse floor, order priority, returns to decide and disruptions.
+    ("GET", "/ui/pick-lists"): ("GET", "/pick-lists"),
+    ("GET", "/ui/pick-lists/{batch_id}.xlsx"): ("GET", "/pick-lists/{batch_id}.xlsx"),
+    ("POST", "/ui/pick-lists/{batch_id}/confirm"): ("POST", "/pick-lists/{batch_id}/confirm"),
+    ("POST", "/ui/orders/{order_id}/packages"): ("POST", "/orders/{order_id}/packages"),
+    ("POST", "/ui/orders/{order_id}/priority"): ("PUT", "/orders/{order_id}/priority"),
+    ("POST", "/ui/returns/{rma_id}/decision"): ("POST", "/returns/{rma_id}/decision"),
+    ("GET", "/ui/disruptions"): ("GET", "/disruptions"),
+    ("POST", "/ui/disruptions"): ("POST", "/disruptions"),
+    ("POST", "/ui/disruptions/{disruption_id}/lift"): (
+        "POST",
+        "/disruptions/{disruption_id}/lift",
+    ),
 }
 RULES.update(
     {page: frozenset(RULES[api]) & STAFF for page, api in _CONSOLE_MIRRORS.items()}
@@ -212,7 +229,7 @@ def markdown_table() -> str:
 
 
 def splice_table(page: str) -> str:
-    """docs/roles.md with its table (the lines starting `| \`` after the `| route |` head)
+    """docs/roles.md with its table (the lines starting "| `" after the `| route |` head)
     replaced by today's; the prose around it kept."""
     lines = page.splitlines(keepends=True)
     start = next(i for i, line in enumerate(lines) if line.startswith("| route |"))

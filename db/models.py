@@ -403,6 +403,24 @@ class Receivable(Base):
     paid_at: Mapped[date | None] = mapped_column(Date)
 
 
+class Payment(Base):
+    """A payment received against an invoice (docs/returns.md "Payments"): it lowers the
+    receivable's open amount, once per invoice and reference (migration 0016)."""
+
+    __tablename__ = "payments"
+    __table_args__ = (
+        UniqueConstraint("invoice_number", "reference", name="uq_payments_reference"),
+        CheckConstraint("amount > 0", name="amount_positive"),
+    )
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    invoice_number: Mapped[str] = mapped_column(ForeignKey("invoices.number"))
+    amount: Mapped[Decimal] = mapped_column(MONEY)
+    paid_on: Mapped[date] = mapped_column(Date)
+    reference: Mapped[str] = mapped_column(String(100))
+    recorded_by: Mapped[str] = mapped_column(String(100))
+    recorded_at: Mapped[datetime] = _now()
+
+
 class CreditNote(Base):
     __tablename__ = "credit_notes"
     __table_args__ = (

@@ -41,6 +41,7 @@ from domain.reconcile import (
     Problem,
     Report,
 )
+from domain.types import INT4_MAX
 
 
 def _ledger() -> Select:
@@ -252,8 +253,9 @@ class CountConflict(Exception):
     """The count id was used before for another count."""
 
 
-class UnknownSkus(ValueError):
-    """A count names SKUs that are no products: nothing is booked."""
+class BadCount(ValueError):
+    """A count names SKUs that are no products, or more units than a stock row holds:
+    nothing is booked."""
 
 
 def body_hash(body: CountIn) -> str:
@@ -284,8 +286,16 @@ async def apply_count(
         for i, ln in enumerate(body.counts)
         if ln.sku not in homes
     ]
+    totals: dict[str, int] = {}
+    for line in body.counts:
+        totals[line.sku] = totals.get(line.sku, 0) + line.counted
+    unknown += [
+        f"{sku}: {n} counted in all, more than a stock row holds"
+        for sku, n in totals.items()
+        if n > INT4_MAX
+    ]
     if unknown:
-        raise UnknownSkus("; ".join(unknown[:20]))
+        raise BadCount("; ".join(unknown[:20]))
     claimed = await s.execute(
         insert(StockCount)
         .values(id=count_id, body_hash=digest, reason=body.reason, counted_by=actor, result={})
@@ -302,10 +312,8 @@ async def apply_count(
                 f"({row.at:%Y-%m-%d %H:%M} by {row.counted_by}); use a new id"
             )
         return CountOut.model_validate(row.result), False
-    totals: dict[str, int] = {}
     bins: dict[str, str | None] = {}
     for line in body.counts:
-        totals[line.sku] = totals.get(line.sku, 0) + line.counted
         bins[line.sku] = bins.get(line.sku) or line.bin_location
     lines = []
     for sku in sorted(totals):  # a fixed order: concurrent counts lock rows alike

@@ -6,6 +6,9 @@ reserved >= 0, reserved <= on_hand) make overselling impossible whatever the cal
 Idempotency is the caller's: each movement comes with the row that records it once (a
 reservation row, a shipment, a received replenishment, a completed production order), and
 the caller moves stock only when that row changed.
+
+Every change of on hand is also booked in the stock ledger (`stock_movements`, one INSERT in
+the same transaction): db/reconcile.py checks that the two agree (docs/reconcile.md).
 """
 
 from __future__ import annotations
@@ -313,3 +316,48 @@ async def count(
         update(Stock).where(Stock.sku == sku).values(on_hand=counted, updated_at=func.now())
     )
     return Counted(row.on_hand, counted, row.reserved)
+
+
+async def write_off(
+    session: AsyncSession,
+    sku: str,
+    units: int,
+    *,
+    key: str,
+    actor: str,
+    reason: str,
+    bin_location: str | None = None,
+) -> int:
+    """Units found missing on the shelf (a short pick): on hand goes down by up to `units`,
+    booked once under `key` as an audited adjustment. Never below what open orders hold
+    reserved: answers how many units were written off (the rest is left to a cycle count)."""
+    row = (
+        await session.execute(
+            select(Stock.on_hand, Stock.reserved).where(Stock.sku == sku).with_for_update()
+        )
+    ).first()
+    if row is None:
+        return 0
+    off = min(units, max(row.on_hand - row.reserved, 0))
+    if off <= 0:
+        return 0
+    booked = await _book(
+        session,
+        sku,
+        ADJUSTMENT,
+        -off,
+        key,
+        actor=actor,
+        reason=reason,
+        on_hand_before=row.on_hand,
+        on_hand_after=row.on_hand - off,
+        bin_location=bin_location,
+    )
+    if not booked:
+        return 0
+    await session.execute(
+        update(Stock)
+        .where(Stock.sku == sku)
+        .values(on_hand=Stock.on_hand - off, updated_at=func.now())
+    )
+    return off

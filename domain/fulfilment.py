@@ -82,6 +82,9 @@ class FloorList(Model):
     batch_id: int
     kind: Literal["single", "wave"]
     release_at: datetime | None = None
+    # The same moment as seconds from now by the database's clock: the workflow's timer
+    # uses this, so a worker's clock (or a time-skipping test server) cannot shift it.
+    release_in_seconds: float | None = None
 
 
 class PickedLine(Model):
@@ -117,6 +120,8 @@ class PickOutcome(Model):
     requested: int
     picked: int
     short: dict[str, int] = Field(default_factory=dict)
+    # Of the short units, how many were taken off on hand (not on the shelf, audited).
+    written_off: dict[str, int] = Field(default_factory=dict)
 
 
 class PackagesIn(Model):

@@ -22,7 +22,12 @@ SHIPPED = "shipped"
 DELAYED = "delayed"
 DELIVERED = "delivered"
 DISRUPTED = "disrupted"
-EVENTS = (CONFIRMED, WAITING, SHIPPED, DELAYED, DELIVERED, DISRUPTED)
+# A return's steps the customer hears of, once per return ("return_approved:RMA-0000007").
+RETURN_APPROVED = "return_approved"
+RETURN_REFUSED = "return_refused"
+RETURN_CREDITED = "return_credited"
+RETURN_EVENTS = (RETURN_APPROVED, RETURN_REFUSED, RETURN_CREDITED)
+EVENTS = (CONFIRMED, WAITING, SHIPPED, DELAYED, DELIVERED, DISRUPTED, *RETURN_EVENTS)
 
 STATUS_EVENTS: dict[OrderStatus, str] = {
     OrderStatus.RESERVED: CONFIRMED,
@@ -57,6 +62,11 @@ def notice_for(status: OrderStatus, step_key: str) -> tuple[str, str] | None:
     if event == SHIPPED:
         return event, step_key if step_key.startswith("shipped:") else f"shipped:{step_key}"
     return event, event
+
+
+def return_event_key(event: str, rma_id: str) -> str:
+    """The key of a return's notice: once per return and event."""
+    return f"{event}:{rma_id}"
 
 
 def shipment_no(event_key: str) -> int | None:

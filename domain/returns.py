@@ -9,15 +9,15 @@ from __future__ import annotations
 
 from decimal import Decimal
 from enum import StrEnum
-from typing import Annotated, Literal
+from typing import Annotated, Literal, Protocol
 
-from pydantic import Field
+from pydantic import Field, StringConstraints
 
 from domain.base import Model, Money
 from domain.money import q2
 from domain.problems import Problem
 from domain.status import OrderStatus
-from domain.types import Code40, Name100, Quantity, Text2000
+from domain.types import Code40, Name100, Printable, Quantity, Text2000
 
 
 class ReturnStatus(StrEnum):
@@ -91,6 +91,17 @@ class ReturnDecisionIn(Model):
     comment: Text2000 = ""
 
 
+CancelReason = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2000), Printable()
+]
+
+
+class ReturnCancelIn(Model):
+    """POST /returns/{id}/cancel: why the return is withdrawn (before the goods arrive)."""
+
+    reason: CancelReason
+
+
 # ---- workflow payloads --------------------------------------------------------------
 
 
@@ -102,6 +113,38 @@ class ReturnPolicy(Model):
     role: str = "sales_manager"
     approval_timeout_seconds: float = 72 * 3600
     receive_timeout_seconds: float = 30 * 24 * 3600
+    # One reminder to the approver role this long into the wait (None, or not before the
+    # timeout: none). Absent from returns requested before reminders existed.
+    reminder_seconds: float | None = None
+
+
+class PolicySettings(Protocol):
+    """The settings a return policy is read from (services.config.Settings has them)."""
+
+    @property
+    def returns_auto_days(self) -> int: ...
+    @property
+    def returns_auto_amount(self) -> Decimal: ...
+    @property
+    def returns_approver_role(self) -> str: ...
+    @property
+    def returns_approval_timeout_seconds(self) -> float: ...
+    @property
+    def returns_receive_timeout_seconds(self) -> float: ...
+    @property
+    def approval_reminder_seconds(self) -> float: ...
+
+
+def policy_of(s: PolicySettings) -> ReturnPolicy:
+    """Today's return policy (fixed on each return when its workflow starts)."""
+    return ReturnPolicy(
+        auto_days=s.returns_auto_days,
+        auto_amount=s.returns_auto_amount,
+        role=s.returns_approver_role,
+        approval_timeout_seconds=s.returns_approval_timeout_seconds,
+        receive_timeout_seconds=s.returns_receive_timeout_seconds,
+        reminder_seconds=s.approval_reminder_seconds,
+    )
 
 
 class ReturnLine(Model):
@@ -143,6 +186,12 @@ class RmaRef(Model):
 class ReturnDecision(Model):
     decision: Literal["approve", "reject"]
     comment: str = ""
+    by: Name100
+    role: str
+
+
+class ReturnCancel(Model):
+    reason: str
     by: Name100
     role: str
 

@@ -28,6 +28,7 @@ from sqlalchemy import func, select, text, update
 
 from db.models import (
     Channel,
+    CreditNote,
     Customer,
     CustomerNotice,
     Disruption,
@@ -35,6 +36,8 @@ from db.models import (
     OrderLine,
     ProductSubstitute,
     Replenishment,
+    Return,
+    ReturnLineRow,
     Shipment,
 )
 from db.notices import queue_delayed
@@ -43,6 +46,7 @@ from domain.channels import derive_secret, sign
 from domain.notices import (
     DELAYED,
     DISRUPTED,
+    RETURN_EVENTS,
     SHIPPED,
     WAITING,
     backoff_seconds,
@@ -133,7 +137,36 @@ async def notice_facts(s: Any, order_id: str, event: str, event_key: str) -> dic
         facts |= await _expected(s, lines)
     if event == DISRUPTED:
         facts |= await _disruption(s, int(event_key.split(":", 1)[1]))
+    if event in RETURN_EVENTS:
+        facts |= await _return(s, event_key.split(":", 1)[1])
     return facts
+
+
+async def _return(s: Any, rma_id: str) -> dict[str, str]:
+    """A return's facts (docs/returns.md): its lines, the decision, the credit notes."""
+    rma = await s.get(Return, rma_id)
+    lines = (
+        await s.scalars(
+            select(ReturnLineRow)
+            .where(ReturnLineRow.return_id == rma_id)
+            .order_by(ReturnLineRow.sku)
+        )
+    ).all()
+    notes = (
+        await s.scalars(
+            select(CreditNote).where(CreditNote.return_id == rma_id).order_by(CreditNote.number)
+        )
+    ).all()
+    credited = rma.credited_amount if rma.credited_amount is not None else 0
+    return {
+        "rma_id": rma.id,
+        "return_reason": rma.reason.replace("_", " "),
+        "return_lines": "\n".join(f"  {ln.sku} x {ln.quantity}" for ln in lines),
+        "return_amount": f"{rma.amount:.2f}",
+        "decision_comment": rma.decision_comment or "",
+        "credited_amount": f"{credited:.2f}",
+        "credit_notes": ", ".join(n.number for n in notes),
+    }
 
 
 async def _expected(s: Any, lines: Any) -> dict[str, str]:

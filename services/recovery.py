@@ -2,10 +2,11 @@
 
 An order (API, webhook or import) is committed to PostgreSQL before its workflow is started;
 when Temporal is down the client hears 503 and the order stays `received` with no workflow.
-A loop in each worker process looks every few seconds for such orders, and for imports still
-`running`, and starts their workflows by their fixed ids: starting one that exists already
-is a no-op, so the loop, a client retrying and a second worker can never start one twice. A
-PostgreSQL advisory lock lets one worker at a time sweep.
+A loop in each worker process looks every few seconds for such orders, for imports still
+`running` and for returns still `requested` (docs/returns.md), and starts their workflows
+by their fixed ids: starting one that exists already is a no-op, so the loop, a client
+retrying and a second worker can never start one twice. A PostgreSQL advisory lock lets one
+worker at a time sweep.
 """
 
 from __future__ import annotations
@@ -16,16 +17,25 @@ import time
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio.client import Client
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
-from db.models import Import, Order
+from db.models import Import, Order, Return, ReturnLineRow
 from db.session import SessionFactory
 from domain.imports import ImportInput
+from domain.returns import (
+    ReturnLine,
+    ReturnPolicy,
+    ReturnStatus,
+    ReturnWorkflowInput,
+    policy_of,
+)
 from domain.status import OrderStatus
 from services.config import Settings
 from services.intake import ensure_started
+from services.temporal import existing_workflow_ids, workflow_id
 
 log = logging.getLogger("orderflow.recovery")
 
@@ -63,6 +73,13 @@ class Recovery:
                 )
             ).all()
             orders = [o for o in found if o not in self._started][:BATCH]
+            # Under a backlog most are started but not run yet: one visibility query
+            # spares them a start call each (on the worker and on Temporal).
+            if orders:
+                exist = await existing_workflow_ids(self.client, [workflow_id(o) for o in orders])
+                for order_id in [o for o in orders if workflow_id(o) in exist]:
+                    self._started[order_id] = now
+                orders = [o for o in orders if workflow_id(o) not in exist]
             for order_id in orders:
                 await ensure_started(s, self.client, self.settings, order_id)
                 self._started[order_id] = now
@@ -72,6 +89,27 @@ class Recovery:
                     select(Import.id).where(Import.status == "running", Import.created_at <= cutoff)
                 )
             ).all()
+            # Returns stored while Temporal was down (no Idempotency-Key to retry with).
+            returns = [
+                inp
+                for inp in await _stranded_returns(s, cutoff, policy_of(self.settings))
+                if f"return-{inp.rma_id}" not in self._started
+            ]
+        for inp in returns:
+            key = f"return-{inp.rma_id}"
+            try:
+                await self.client.start_workflow(
+                    "ReturnWorkflow",
+                    inp,
+                    id=key,
+                    task_queue=self.settings.task_queue,
+                    id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+                    id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+                )
+            except WorkflowAlreadyStartedError:
+                pass
+            self._started[key] = now
+            done.append(key)
         for import_id in imports:
             key = f"import-{import_id}"
             if key in self._started:
@@ -104,3 +142,37 @@ class Recovery:
             except Exception as err:  # PostgreSQL or Temporal down: try at the next sweep
                 log.warning("recovery sweep failed (retrying): %s", str(err).splitlines()[0])
             await asyncio.sleep(self.settings.recovery_interval_seconds)
+
+
+async def _stranded_returns(
+    s: AsyncSession, cutoff: datetime, policy: ReturnPolicy
+) -> list[ReturnWorkflowInput]:
+    """Returns still `requested` after the grace period: their workflow never started (its
+    first step moves every return on), or started but not run yet (starting it is a no-op)."""
+    rows = (
+        await s.scalars(
+            select(Return)
+            .where(Return.status == ReturnStatus.REQUESTED.value, Return.created_at <= cutoff)
+            .order_by(Return.created_at)
+            .limit(BATCH)
+        )
+    ).all()
+    out = []
+    for rma in rows:
+        lines = (
+            await s.scalars(select(ReturnLineRow).where(ReturnLineRow.return_id == rma.id))
+        ).all()
+        out.append(
+            ReturnWorkflowInput(
+                rma_id=rma.id,
+                order_id=rma.order_id,
+                amount=rma.amount,
+                days_since=rma.days_since_delivery,
+                policy=policy,
+                lines=[
+                    ReturnLine(sku=ln.sku, quantity=ln.quantity, unit_price=ln.unit_price)
+                    for ln in lines
+                ],
+            )
+        )
+    return out

@@ -87,3 +87,17 @@ def temporal_ui_link(settings: Settings, order_id: str) -> str:
         f"{settings.temporal_ui_public_url.rstrip('/')}/namespaces/"
         f"{settings.temporal_namespace}/workflows/{workflow_id(order_id)}"
     )
+
+
+async def existing_workflow_ids(client: Client, ids: list[str]) -> set[str]:
+    """Which of these workflow ids Temporal knows (any status), in one visibility query:
+    a sweep for stranded orders asks once, not with one start call per order. Visibility
+    lags a moment behind a start, so a workflow missing here may still exist; callers
+    treat the answer as "known to exist", never as "known not to"."""
+    found: set[str] = set()
+    for i in range(0, len(ids), 100):
+        chunk = ids[i : i + 100]
+        quoted = ", ".join("'" + wid.replace("'", "") + "'" for wid in chunk)
+        async for wf in client.list_workflows(f"WorkflowId IN ({quoted})", limit=len(chunk)):
+            found.add(wf.id)
+    return found

@@ -101,6 +101,7 @@ def activities_for(
         fulfil.deliver_and_complete,
         reconcile.check,
         returns.set_status,
+        returns.note,
         returns.receive,
         returns.credit,
         returns.undo_receipt,

@@ -22,6 +22,7 @@ with workflow.unsafe.imports_passed_through():
         PackRecord,
         PackResult,
         PickConfirmation,
+        PickOutcome,
         PickRecord,
     )
     from domain.orders import OrderRef
@@ -53,6 +54,23 @@ class Floor:
         self.packages: PackagesGiven | None = None
         self.picks_recorded = 0
         self.packs_recorded = 0
+        # Confirmations that arrived before the order waited for their list (by list id):
+        # kept in the workflow's state, so a person's confirm is never lost to a race.
+        self.early: dict[int, PickConfirmation] = {}
+
+    def take_early(self, c: PickConfirmation) -> None:
+        """A confirmation sent as a signal (the Update found the order between two steps):
+        taken at once when the order already waits for that list, else when it does."""
+        current = self.current
+        if (
+            self.awaiting == "pick"
+            and self.confirmation is None
+            and current is not None
+            and current.batch_id == c.batch_id
+        ):
+            self.confirmation = c
+        else:
+            self.early[c.batch_id] = c
 
     async def pick_and_pack(self, ref: OrderRef, attempt: int) -> Picked | None:
         """Pick and pack the shipment by hand; None when a short pick means the shipment
@@ -66,11 +84,15 @@ class Floor:
         )
         ctx.moved(OrderStatus.PICKING)
         self.current, self.awaiting = floor, "pick"
+        self.confirmation = self.early.pop(floor.batch_id, None)
         if floor.release_at is not None:
             # Durable wave release: every order in a forming wave holds a timer to its
             # release time; the first to fire releases it (a no-op for the others).
-            remaining = floor.release_at - workflow.now()
-            if remaining > timedelta(0):
+            if floor.release_in_seconds is not None:
+                remaining = timedelta(seconds=floor.release_in_seconds)
+            else:  # a list opened before the field existed
+                remaining = floor.release_at - workflow.now()
+            if remaining > timedelta(0) and self.confirmation is None:
                 await ctx.wait(
                     lambda: self.confirmation is not None,
                     remaining,
@@ -102,6 +124,8 @@ class Floor:
         )
         self.awaiting = None
         self.picks_recorded += 1
+        if outcome.short and workflow.patched("floor-short-pick-alert"):
+            await self._discrepancy(ref, attempt, outcome)
         if outcome.short and not (inp.allow_partial and outcome.picked > 0):
             return None
         ctx.moved(OrderStatus.PACKED)
@@ -123,6 +147,21 @@ class Floor:
         self.awaiting = None
         self.packs_recorded += 1
         return Picked(packed=packed, parcels=parcels, short=bool(outcome.short))
+
+    async def _discrepancy(self, ref: OrderRef, attempt: int, outcome: PickOutcome) -> None:
+        """A short pick means the shelf holds less than the books: one warning for ops."""
+        short = ", ".join(f"{sku} x{n}" for sku, n in sorted(outcome.short.items()))
+        off = ", ".join(f"{sku} x{n}" for sku, n in sorted(outcome.written_off.items()))
+        kept = {sku: n - outcome.written_off.get(sku, 0) for sku, n in outcome.short.items()}
+        left = ", ".join(f"{sku} x{n}" for sku, n in sorted(kept.items()) if n > 0)
+        await self.ctx.alert(
+            "stock_discrepancy",
+            "warning",
+            f"order {self.ctx.order_id} shipment {ref.shipment_no}: picked short ({short}); "
+            + (f"written off on hand: {off}" if off else "nothing written off")
+            + (f"; not written off (reserved by other orders), count it: {left}" if left else ""),
+            key=f"stock_discrepancy:{ref.shipment_no}:{attempt}",
+        )
 
     async def _wait(
         self, ready: Callable[[], bool], sla_seconds: float, *, kind: str, key: str, what: str

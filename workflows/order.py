@@ -288,12 +288,20 @@ class OrderWorkflow:
                 return
         if self.ctx.started and not self.ctx.finished and floor.awaiting is None:
             # Between two steps (the list was just written, the workflow not yet waiting).
-            raise ApplicationError(f"order {self.ctx.order_id} is busy", type="NotReady")
+            raise ApplicationError(
+                f"order {self.ctx.order_id} is busy: try again in a moment", type="NotReady"
+            )
         raise ApplicationError(
             f"order {self.ctx.order_id} is {self.ctx.status.value}: it waits for no pick "
             f"confirmation on pick list {c.batch_id}",
             type="NothingPending",
         )
+
+    @workflow.signal(name="confirm_pick_later")
+    def confirm_pick_later(self, c: PickConfirmation) -> None:
+        """A pick confirmation the API could not hand over as an Update (the order was
+        between two steps): durable in the history, taken when the order waits for it."""
+        self.fulfilment.floor.take_early(c)
 
     @workflow.update(name="give_packages")
     async def give_packages(self, p: PackagesGiven) -> OrderState:

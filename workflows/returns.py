@@ -15,12 +15,21 @@ from typing import Any, TypeVar
 from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError
 
-from workflows.policies import COMPENSATION_RETRY, DB_RETRY, DB_TIMEOUT
+from workflows.policies import (
+    COMPENSATION_RETRY,
+    DB_RETRY,
+    DB_TIMEOUT,
+    NOTIFY_RETRY,
+    NOTIFY_TIMEOUT,
+)
 
 with workflow.unsafe.imports_passed_through():
+    from activities.notify import NotifyActivities
     from activities.returns import ReturnActivities
+    from domain.alerts import Notice
     from domain.returns import (
         Receipt,
+        ReturnCancel,
         ReturnDecision,
         ReturnState,
         ReturnStatus,
@@ -30,6 +39,9 @@ with workflow.unsafe.imports_passed_through():
         approval_reason,
         receipt_problems,
     )
+
+# Patch ids: paths added after returns were in flight (their histories replay without them).
+REMINDER_PATCH = "return-reminder"
 
 A = TypeVar("A")
 R = TypeVar("R")
@@ -50,6 +62,7 @@ class ReturnWorkflow:
         self.awaiting_role: str | None = None
         self.decision: ReturnDecision | None = None
         self.receipt: Receipt | None = None
+        self.cancel_request: ReturnCancel | None = None
         self.credit_notes: list[str] = []
         self.failure: str | None = None
 
@@ -79,10 +92,10 @@ class ReturnWorkflow:
             ReturnStatus.AWAITING_APPROVAL, why, awaiting_role=role, approval_reason=why
         )
         # A durable timer: the return waits for its approver this long, then is refused.
-        decided = await self._wait(
-            lambda: self.decision is not None,
-            inp.policy.approval_timeout_seconds,
-        )
+        decided = await self._wait_for_approver(role)
+        if self.cancel_request is not None:
+            await self._cancelled()
+            return False
         d = self.decision
         if not decided or d is None:
             await self._move(ReturnStatus.REFUSED, "no decision before the approval timeout")
@@ -97,16 +110,84 @@ class ReturnWorkflow:
         )
         return True
 
+    async def _wait_for_approver(self, role: str) -> bool:
+        """Wait for a decision (or a cancel) until the approval timeout; one reminder to the
+        role part-way, for returns started since reminders exist (`REMINDER_PATCH`)."""
+        p = self.inp.policy
+
+        def ready() -> bool:
+            return self.decision is not None or self.cancel_request is not None
+
+        remind = p.reminder_seconds
+        if remind is None or remind >= p.approval_timeout_seconds:
+            return await self._wait(ready, p.approval_timeout_seconds)
+        if not workflow.patched(REMINDER_PATCH):
+            return await self._wait(ready, p.approval_timeout_seconds)
+        if await self._wait(ready, remind):
+            return True
+        await self._remind(role)
+        return await self._wait(ready, p.approval_timeout_seconds - remind)
+
+    async def _remind(self, role: str) -> None:
+        """Tell the approver role once (the order approvals' notify_role: webhook, e-mail or
+        the log). A normal activity: the outside world, retried; a failure never refuses
+        the return, so it is noted and the wait goes on."""
+        inp = self.inp
+        subject = (
+            f"Reminder: return {inp.rma_id} of order {inp.order_id} ({inp.amount}) waits for "
+            f"a {role} decision"
+        )
+        notice = Notice(
+            dedup_key=f"{inp.order_id}:return:{inp.rma_id}:reminder",
+            role=role,
+            order_id=inp.order_id,
+            subject=subject,
+        )
+        try:
+            await workflow.execute_activity_method(
+                NotifyActivities.notify_role,
+                notice,
+                start_to_close_timeout=NOTIFY_TIMEOUT,
+                retry_policy=NOTIFY_RETRY,
+            )
+            note = f"reminder sent to {role}"
+        except ActivityError as err:
+            note = f"reminder to {role} could not be delivered: {err.cause or err}"
+        await self._local(
+            ReturnActivities.note,
+            ReturnStep(
+                rma_id=inp.rma_id,
+                order_id=inp.order_id,
+                status=self.status,
+                detail=note,
+                awaiting_role=role,
+            ),
+        )
+
+    async def _cancelled(self) -> None:
+        c = self.cancel_request
+        assert c is not None
+        await self._move(
+            ReturnStatus.CANCELLED,
+            f"cancelled by {c.by} ({c.role}) before the goods arrived: {c.reason}",
+            actor=c.by,
+            comment=c.reason,
+        )
+
     async def _receive_and_credit(self) -> None:
         """Wait for the goods (until the receive timeout), then credit what came back."""
         if not await self._wait(
-            lambda: self.receipt is not None, self.inp.policy.receive_timeout_seconds
+            lambda: self.receipt is not None or self.cancel_request is not None,
+            self.inp.policy.receive_timeout_seconds,
         ):
             await self._move(
                 ReturnStatus.CANCELLED,
                 "the goods did not arrive before the receive timeout",
                 comment="goods not received in time",
             )
+            return
+        if self.cancel_request is not None and self.receipt is None:
+            await self._cancelled()  # nothing has happened yet that needs undoing
             return
         receipt = self.receipt
         assert receipt is not None
@@ -195,7 +276,11 @@ class ReturnWorkflow:
 
     @decide.validator
     def _validate_decide(self, d: ReturnDecision) -> None:
-        if self.status != ReturnStatus.AWAITING_APPROVAL or self.decision is not None:
+        if (
+            self.status != ReturnStatus.AWAITING_APPROVAL
+            or self.decision is not None
+            or self.cancel_request is not None
+        ):
             raise ApplicationError(
                 f"return {self.inp.rma_id} is {self.status.value}: nothing awaits a decision",
                 type="NothingPending",
@@ -220,7 +305,11 @@ class ReturnWorkflow:
 
     @receive.validator
     def _validate_receive(self, r: Receipt) -> None:
-        if self.status != ReturnStatus.APPROVED or self.receipt is not None:
+        if (
+            self.status != ReturnStatus.APPROVED
+            or self.receipt is not None
+            or self.cancel_request is not None
+        ):
             raise ApplicationError(
                 f"return {self.inp.rma_id} is {self.status.value}: it takes goods only once "
                 "approved, and once",
@@ -229,3 +318,26 @@ class ReturnWorkflow:
         problems = receipt_problems(self.inp.lines, r.lines)
         if problems:
             raise ApplicationError("; ".join(problems), type="InvalidReceipt")
+
+    @workflow.update(name="cancel")
+    async def cancel(self, c: ReturnCancel) -> ReturnState:
+        """Withdraw a return before its goods arrive; answers once it is `cancelled`."""
+        self.cancel_request = c
+        await workflow.wait_condition(lambda: self.status == ReturnStatus.CANCELLED)
+        return self.state()
+
+    @cancel.validator
+    def _validate_cancel(self, c: ReturnCancel) -> None:
+        open_ = (ReturnStatus.AWAITING_APPROVAL, ReturnStatus.APPROVED)
+        deciding = self.status == ReturnStatus.AWAITING_APPROVAL and self.decision is not None
+        if (
+            self.status not in open_
+            or self.receipt is not None
+            or deciding
+            or self.cancel_request is not None
+        ):
+            raise ApplicationError(
+                f"return {self.inp.rma_id} is {self.status.value}: only a return whose goods "
+                "have not been received (awaiting approval or approved) can be cancelled",
+                type="NothingPending",
+            )

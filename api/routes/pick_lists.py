@@ -27,6 +27,7 @@ from domain.fulfilment import PickedLine as PickedLineIn
 from domain.orders import OrderState
 from domain.problems import Problem
 from domain.types import DbId
+from services.temporal import workflow_id
 from workflows.order import OrderWorkflow
 
 router = APIRouter(tags=["warehouse"], responses=responses(404, 409))
@@ -178,9 +179,11 @@ async def get_pick_list(batch_id: DbId, session: SessionDep, _: CurrentUser) -> 
     return await _one(session, batch_id)
 
 
-def _split(p: PickListOut, body: PickConfirmIn) -> dict[str, list[PickedLineIn]]:
-    """Each order's part of the confirmation; every line of the list exactly once, each
-    `picked` between 0 and the line's quantity (a 422 naming the line otherwise)."""
+def _split(p: PickListOut, body: PickConfirmIn, waiting: set[str]) -> dict[str, list[PickedLineIn]]:
+    """Each waiting order's part of the confirmation; every line of those orders exactly
+    once, each `picked` between 0 and the line's quantity (a 422 naming the line otherwise).
+    Lines of orders whose part was taken before (a confirm sent again) are checked, then
+    ignored."""
     by_sku: dict[str, list[PickLineOut]] = defaultdict(list)
     for ln in p.lines:
         by_sku[ln.sku].append(ln)
@@ -227,9 +230,10 @@ def _split(p: PickListOut, body: PickConfirmIn) -> dict[str, list[PickedLineIn]]
                 )
             )
             continue
-        parts[line.order_id].append(PickedLineIn(sku=line.sku, picked=got.picked))
+        if line.order_id in waiting:
+            parts[line.order_id].append(PickedLineIn(sku=line.sku, picked=got.picked))
     for ln in p.lines:
-        if (ln.order_id, ln.sku) not in seen and not problems:
+        if ln.order_id in waiting and (ln.order_id, ln.sku) not in seen and not problems:
             problems.append(
                 Problem(
                     loc=["body", "lines"],
@@ -243,36 +247,72 @@ def _split(p: PickListOut, body: PickConfirmIn) -> dict[str, list[PickedLineIn]]
     return parts
 
 
-@router.post("/pick-lists/{batch_id}/confirm")
+async def _hand_over(state: StateDep, order_id: str, c: PickConfirmation) -> bool:
+    """Give one order its part: the `confirm_pick` Update (True, recorded), or, when the
+    order is between two steps (NotReady after the API's short retries), the durable
+    `confirm_pick_later` signal (False: the order takes it as soon as it waits)."""
+    try:
+        await _update(state, order_id, OrderWorkflow.confirm_pick, c)
+        return True
+    except WorkflowUpdateFailedError as err:
+        if getattr(err.cause, "type", None) != "NotReady":
+            raise
+    handle = state.client.get_workflow_handle(workflow_id(order_id))
+    await handle.signal(OrderWorkflow.confirm_pick_later, c)
+    return False
+
+
+@router.post(
+    "/pick-lists/{batch_id}/confirm",
+    responses={202: {"description": "taken durably; the order records it in a moment"}},
+)
 async def confirm_pick_list(
     batch_id: DbId,
     body: PickConfirmIn,
     state: StateDep,
     session: SessionDep,
     user: CurrentUser,
+    response: Response,
 ) -> PickListOut:
-    """What the floor picked, per line: each order of the list gets its part (a short
-    line gives back its shortfall; the order then ships or waits by its usual rules)."""
+    """What the floor picked, per line. Confirmed **per order**: each order of the list
+    gets its part (a short line gives back its shortfall; the order then ships or waits by
+    its usual rules). Orders that refuse are named in a 409; the others keep their part,
+    and the same confirmation sent again only goes to the orders still waiting. 202 when
+    an order was between two steps: its part is kept durably and taken in a moment."""
     p = await _one(session, batch_id)
     if p.status != "open":
         raise HTTPException(409, f"pick list {batch_id} is {p.status}, not open")
-    parts = _split(p, body)
+    waiting = set(
+        await session.scalars(
+            select(PickList.order_id).where(
+                PickList.batch_id == batch_id, PickList.status == "open"
+            )
+        )
+    )
+    parts = _split(p, body, waiting)
     await session.rollback()  # no transaction held while the orders record their picks
+    taken: list[str] = []
+    later: list[str] = []
     refused: list[str] = []
     for order_id, lines in sorted(parts.items()):
+        c = PickConfirmation(batch_id=batch_id, lines=lines, by=user.name)
         try:
-            await _update(
-                state,
-                order_id,
-                OrderWorkflow.confirm_pick,
-                PickConfirmation(batch_id=batch_id, lines=lines, by=user.name),
-            )
+            (taken if await _hand_over(state, order_id, c) else later).append(order_id)
         except (WorkflowUpdateFailedError, RPCError) as err:
-            if len(parts) == 1:
+            if p.kind == "single":
                 raise _update_error(err, order_id) from err
-            refused.append(f"{order_id}: {getattr(err.cause, 'message', None) or err}")
+            reason = getattr(err.cause, "message", None) if hasattr(err, "cause") else None
+            refused.append(f"{order_id} ({reason or err})")
     if refused:
-        raise HTTPException(409, "some orders of the wave refused: " + "; ".join(refused))
+        done = ", ".join(taken + later) or "none"
+        raise HTTPException(
+            409,
+            f"pick list {batch_id} is confirmed per order: taken by {done}; refused by "
+            + "; ".join(refused)
+            + ". Sending the same confirmation again retries only the orders still waiting.",
+        )
+    if later:
+        response.status_code = 202
     return await _one(session, batch_id)
 
 

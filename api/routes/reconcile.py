@@ -152,7 +152,7 @@ async def _book(
     count_id = header_key or body.count_id or f"count-{uuid.uuid4().hex}"
     try:
         out, fresh = await reconcile.apply_count(session, count_id, body, user.name)
-    except reconcile.UnknownSkus as err:
+    except reconcile.BadCount as err:
         raise HTTPException(422, str(err)) from None
     except reconcile.CountConflict as err:
         raise HTTPException(422, str(err)) from None

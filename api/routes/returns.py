@@ -41,6 +41,8 @@ from domain.returns import (
     RETURNABLE_ORDER,
     Receipt,
     ReceiveIn,
+    ReturnCancel,
+    ReturnCancelIn,
     ReturnDecision,
     ReturnDecisionIn,
     ReturnIn,
@@ -49,6 +51,7 @@ from domain.returns import (
     ReturnStatus,
     ReturnWorkflowInput,
     credit_value,
+    policy_of,
     quantity_problems,
 )
 from domain.types import Code40, Printable
@@ -107,14 +110,7 @@ class ReturnOut(ReturnSummary):
 
 
 def _policy(state: StateDep) -> ReturnPolicy:
-    s = state.settings
-    return ReturnPolicy(
-        auto_days=s.returns_auto_days,
-        auto_amount=s.returns_auto_amount,
-        role=s.returns_approver_role,
-        approval_timeout_seconds=s.returns_approval_timeout_seconds,
-        receive_timeout_seconds=s.returns_receive_timeout_seconds,
-    )
+    return policy_of(state.settings)
 
 
 async def load_return(session: AsyncSession, rma_id: str) -> ReturnOut:
@@ -389,7 +385,7 @@ async def _update(
     rma: Return,
     update: UpdateMethodMultiParam[[ReturnWorkflow, A], Any],
     arg: A,
-    expect: ReturnStatus,
+    *expect: ReturnStatus,
 ) -> ReturnOut:
     """Send an Update to the return's workflow. PostgreSQL shows a status a moment before
     the workflow has moved on from the step that wrote it: retried briefly then."""
@@ -402,7 +398,8 @@ async def _update(
             cause = err.cause
             kind = cause.type if isinstance(cause, ApplicationError) else None
             await session.refresh(rma)
-            if kind == "NothingPending" and rma.status == expect.value and attempt < 19:
+            waiting = rma.status in {e.value for e in expect}
+            if kind == "NothingPending" and waiting and attempt < 19:
                 await asyncio.sleep(0.2)
                 continue
             message = cause.message if isinstance(cause, ApplicationError) else str(err)
@@ -412,6 +409,13 @@ async def _update(
                 ) from err
             raise HTTPException(403 if kind == "WrongRole" else 409, message) from err
         except RPCError as err:
+            if err.status == RPCStatusCode.NOT_FOUND and rma.status == ReturnStatus.REQUESTED:
+                # Stored while Temporal was down: the worker's recovery loop starts it.
+                raise HTTPException(
+                    503,
+                    f"return {rma.id} is stored but its workflow has not started yet; retry",
+                    headers={"Retry-After": "5"},
+                ) from err
             if err.status == RPCStatusCode.NOT_FOUND:
                 raise HTTPException(
                     409, f"return {rma.id} has ended: nothing more can change"
@@ -456,3 +460,20 @@ async def receive_return(
     return await _update(
         state, session, rma, ReturnWorkflow.receive, receipt, ReturnStatus.APPROVED
     )
+
+
+@router.post("/returns/{rma_id}/cancel", dependencies=[Depends(require("sales", "ops"))])
+async def cancel_return(
+    rma_id: Code40, body: ReturnCancelIn, state: StateDep, session: SessionDep, user: CurrentUser
+) -> ReturnOut:
+    """Withdraw a return whose goods have not arrived (requested, awaiting approval or
+    approved): it ends `cancelled`, nothing to undo. 409 once received, refused or ended."""
+    rma = await _return_or_404(session, rma_id, user)
+    if rma.status not in {st.value for st in RETURN_OPEN}:
+        raise HTTPException(
+            409,
+            f"return {rma_id} is {rma.status}: only a return whose goods have not been "
+            "received can be cancelled",
+        )
+    cancel = ReturnCancel(reason=body.reason, by=user.name, role=user.role)
+    return await _update(state, session, rma, ReturnWorkflow.cancel, cancel, *RETURN_OPEN)

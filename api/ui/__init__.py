@@ -6,7 +6,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
-from api.ui import amend, entry, floor_pages, ops_pages, pages
+from api.ui import aftersale_pages, amend, entry, floor_pages, ops_pages, pages, warehouse_pages
 from api.ui.web import HERE
 
 
@@ -18,4 +18,6 @@ def install(app: FastAPI) -> None:
     app.include_router(ops_pages.router)
     app.include_router(floor_pages.router)
     app.include_router(amend.router)
+    app.include_router(warehouse_pages.router)
+    app.include_router(aftersale_pages.router)
     app.mount("/ui/static", StaticFiles(directory=HERE / "static"), name="ui-static")

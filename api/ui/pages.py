@@ -14,7 +14,7 @@ from fastapi.responses import RedirectResponse, Response
 from sqlalchemy import func, select
 
 from api.deps import Caller, CurrentUser, SessionDep, StateDep
-from api.routes import orders
+from api.routes import notices, orders
 from api.routes.approvals import pending_for
 from api.routes.customers import get_customer
 from api.ui import session as cookie
@@ -27,7 +27,7 @@ from api.ui.web import (
     render,
     set_cookie,
 )
-from db.models import Customer, Invoice, Order, Product, Receivable
+from db.models import Customer, Invoice, Order, Product, Receivable, Return, ReturnLineRow
 from domain.status import FINAL_STATUSES, SHIPPED_OR_LATER, OrderStatus
 from domain.types import Text2000
 from services.temporal import temporal_ui_link
@@ -42,6 +42,9 @@ DONE = {
     "cancel": "Cancelled. Everything already done for it has been undone.",
     "cancel-pending": "Cancel accepted: the order is busy in a step and stops at the next one.",
     "amend": "Amended. Changed lines were checked, priced and routed again.",
+    "priority": "Priority set. It is kept whatever the rules say later, and on the timeline.",
+    "return-approve": "Return {ref} approved: it waits for the goods to arrive.",
+    "return-reject": "Return {ref} refused: nothing is credited.",
 }
 
 
@@ -119,11 +122,62 @@ def _pages(total: int) -> int:
     return max(1, math.ceil(total / PAGE_SIZE))
 
 
+async def pending_returns(session: SessionDep, user: Caller) -> list[dict[str, Any]]:
+    """Returns waiting for the caller's role (admin: any), oldest first, with their lines."""
+    q = (
+        select(Return, Order.priority, Customer.name)
+        .join(Order, Order.id == Return.order_id)
+        .join(Customer, Customer.code == Order.customer_code)
+        .where(Return.status == "awaiting_approval")
+        .order_by(Return.created_at, Return.id)
+        .limit(PAGE_SIZE)
+    )
+    if user.role != "admin":
+        q = q.where(Return.awaiting_role == user.role)
+    rows = (await session.execute(q)).all()
+    lines: dict[str, list[ReturnLineRow]] = {}
+    if rows:
+        found = await session.scalars(
+            select(ReturnLineRow)
+            .where(ReturnLineRow.return_id.in_([r.id for r, _, _ in rows]))
+            .order_by(ReturnLineRow.sku)
+        )
+        for ln in found:
+            lines.setdefault(ln.return_id, []).append(ln)
+    return [
+        {"rma": r, "priority": prio, "customer_name": name, "lines": lines.get(r.id, [])}
+        for r, prio, name in rows
+    ]
+
+
 @router.get("/approvals")
 async def approvals(
-    request: Request, state: StateDep, session: SessionDep, user: CurrentUser, page: PageNo = 1
+    request: Request,
+    state: StateDep,
+    session: SessionDep,
+    user: CurrentUser,
+    page: PageNo = 1,
+    done: str | None = None,
+    ref: Annotated[str | None, Query(max_length=40)] = None,
 ) -> Response:
-    """What waits for my role, oldest first, with how long until each SLA step."""
+    message = DONE.get(done or "") if done in ("return-approve", "return-reject") else None
+    return await approvals_page(
+        request, state, session, user, page, done=message.format(ref=ref) if message else None
+    )
+
+
+async def approvals_page(
+    request: Request,
+    state: StateDep,
+    session: SessionDep,
+    user: Caller,
+    page: int = 1,
+    status_code: int = 200,
+    problem: str | None = None,
+    done: str | None = None,
+) -> Response:
+    """What waits for my role, oldest first, with how long until each SLA step; and the
+    returns that wait for my role."""
     q = pending_for(user.role)
     total = await session.scalar(select(func.count()).select_from(q.subquery())) or 0
     page_q = (
@@ -158,10 +212,15 @@ async def approvals(
         request,
         "approvals.html",
         user,
+        status_code=status_code,
         items=items,
         total=total,
         page=page,
         pages=_pages(total),
+        returns=await pending_returns(session, user),
+        can_decide_return=may(user, "POST", "/ui/returns/{rma_id}/decision"),
+        problem=problem,
+        done=done,
     )
 
 
@@ -239,6 +298,10 @@ async def _order_context(
         and order.status == OrderStatus.AWAITING_APPROVAL.value
         and order.awaiting_role == user.role,
         "can_cancel": open_order and may(user, "POST", "/ui/orders/{order_id}/cancel"),
+        "can_set_priority": order.status not in {st.value for st in FINAL_STATUSES}
+        and may(user, "POST", "/ui/orders/{order_id}/priority"),
+        "notices": await notices.order_notices(order.id, session, user),
+        "may_pack": may(user, "POST", "/ui/orders/{order_id}/packages"),
         "temporal_url": temporal_ui_link(state.settings, order.id),
     }
 

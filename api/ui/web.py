@@ -35,11 +35,13 @@ PAGE_SIZE = 25
 # The menu: each entry shown to the roles the access table lets open it.
 NAV = [
     ("Approvals", "/ui/approvals"),
+    ("Pick lists", "/ui/pick-lists"),
     ("New order", "/ui/orders/new"),
     ("Stuck", "/ui/stuck"),
     ("Alerts", "/ui/alerts"),
     ("Production", "/ui/production"),
     ("Exceptions", "/ui/exceptions"),
+    ("Disruptions", "/ui/disruptions"),
     ("Imports", "/ui/imports"),
     ("KPIs", "/ui/kpis"),
 ]

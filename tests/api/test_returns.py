@@ -3,26 +3,46 @@ stock and money checked in PostgreSQL after each path."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+import uuid
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from sqlalchemy import func, select
 from temporalio.testing import WorkflowEnvironment
 
 from activities.billing import credit_invoice
-from db.models import CreditNote, HeldStock, Invoice, Receivable, Return, Stock
+from db.models import (
+    CreditNote,
+    CustomerNotice,
+    HeldStock,
+    Invoice,
+    Receivable,
+    Return,
+    ReturnLineRow,
+    Stock,
+)
 from orderflow.embedded import EmbeddedPostgres
 from services.config import Settings
+from services.notices import NoticeSender
+from services.recovery import Recovery
 from tests import conftest
 from tests.utils import Stack, assert_books_balance, until
 
 
 @pytest.fixture
-def settings(pg: EmbeddedPostgres) -> Settings:
+def settings(pg: EmbeddedPostgres, tmp_path: Path) -> Settings:
     # Returns above 50.00 wait for a sales manager; everything here is delivered today.
-    return conftest.test_settings(pg, returns_auto_amount=Decimal("50.00"))
+    # Stranded returns are started by the recovery loop after 1 s (not 10).
+    return conftest.test_settings(
+        pg,
+        returns_auto_amount=Decimal("50.00"),
+        recovery_grace_seconds=1.0,
+        notice_outbox=tmp_path / "outbox",
+    )
 
 
 async def _completed(stack: Stack, units: int, price: str = "10.00") -> tuple[str, str]:
@@ -229,11 +249,28 @@ async def test_an_undecided_return_is_refused_at_the_timeout(
     rma = (await _ask(stack, order_id, [(sku, 150)])).json()
     waiting = await _wait_return(stack, rma["id"], "awaiting_approval")
     assert waiting["awaiting_role"] == "sales_manager"
-    await time_env.sleep(timedelta(hours=72, minutes=1))
+
+    async def reminders() -> list[str]:
+        order = (await stack.get(f"/orders/{order_id}")).json()
+        return [e["detail"] for e in order["timeline"] if "reminder" in e["detail"]]
+
+    # One reminder to the approver role at ORDERFLOW_APPROVAL_REMINDER_SECONDS (4 h) ...
+    assert await reminders() == []
+    await time_env.sleep(timedelta(hours=4, minutes=1))
+
+    async def reminded() -> bool:
+        return len(await reminders()) == 1
+
+    await until(reminded, "the return's reminder", within=30)
+    assert "reminder sent to sales_manager" in (await reminders())[0]
+    assert (await stack.get(f"/returns/{rma['id']}")).json()["status"] == "awaiting_approval"
+    # ... and the timeout still counts from the start: refused at 72 h, reminded once.
+    await time_env.sleep(timedelta(hours=68, minutes=1))
     refused = await _wait_return(stack, rma["id"], "refused")
     assert refused["decided_by"] == "system"
     order = (await stack.get(f"/orders/{order_id}")).json()
     assert any("approval timeout" in e["detail"] for e in order["timeline"])
+    assert len(await reminders()) == 1
 
 
 async def test_a_whole_invoice_credit_after_a_return_credits_only_the_rest(stack: Stack):
@@ -256,3 +293,133 @@ async def test_a_whole_invoice_credit_after_a_return_credits_only_the_rest(stack
         )
     assert credited == Decimal("40.00")
     assert await _receivable(stack, order_id) == Decimal("0.00")
+
+
+async def test_a_return_is_cancelled_before_its_goods_arrive(stack: Stack):
+    order_id, sku = await _completed(stack, 10)  # 100.00
+    # Awaiting approval: cancelled by sales, the decision is then a 409.
+    big = (await _ask(stack, order_id, [(sku, 10)])).json()
+    await _wait_return(stack, big["id"], "awaiting_approval")
+    bad = await stack.post(f"/returns/{big['id']}/cancel", {"reason": ""}, role="sales")
+    assert bad.status_code == 422 and bad.json()["detail"][0]["loc"] == ["body", "reason"]
+    wrong = await stack.post(f"/returns/{big['id']}/cancel", {"reason": "x"}, role="director")
+    assert wrong.status_code == 403, wrong.text
+    r = await stack.post(
+        f"/returns/{big['id']}/cancel", {"reason": "customer keeps them"}, role="sales"
+    )
+    assert r.status_code == 200, r.text
+    assert r.json()["status"] == "cancelled" and r.json()["failure_reason"] == "customer keeps them"
+    late = await stack.post(
+        f"/returns/{big['id']}/decision", {"decision": "approve"}, role="sales_manager"
+    )
+    assert late.status_code == 409, late.text
+    again = await stack.post(f"/returns/{big['id']}/cancel", {"reason": "twice"}, role="ops")
+    assert again.status_code == 409, again.text
+
+    # Approved, goods not in yet: cancelled by ops; the receipt is then refused, nothing
+    # moved, nothing credited, and the units can be asked for again.
+    available_before, shipped_before, _ = await _stock(stack, sku)
+    small = (await _ask(stack, order_id, [(sku, 2)])).json()
+    await _wait_return(stack, small["id"], "approved")
+    r = await stack.post(f"/returns/{small['id']}/cancel", {"reason": "wrong RMA"}, role="ops")
+    assert r.status_code == 200 and r.json()["status"] == "cancelled", r.text
+    handle = stack.client.get_workflow_handle(f"return-{small['id']}")
+    assert (await handle.result())["status"] == "cancelled"
+    assert (await _receive(stack, small["id"], [(sku, 2, "restock")])).status_code == 409
+    assert await _stock(stack, sku) == (available_before, shipped_before, {})
+    assert await _receivable(stack, order_id) == Decimal("100.00")
+    assert (await _ask(stack, order_id, [(sku, 10)])).status_code == 201
+    order = (await stack.get(f"/orders/{order_id}")).json()
+    cancelled = [e["detail"] for e in order["timeline"] if "cancelled by" in e["detail"]]
+    assert len(cancelled) == 2, cancelled
+    await assert_books_balance(stack, sku)
+
+
+async def test_a_return_stored_while_temporal_was_down_is_started_by_recovery(stack: Stack):
+    order_id, sku = await _completed(stack, 2)
+    # What POST /orders/{id}/returns stores before it starts the workflow (the start then
+    # failed: Temporal down, and no Idempotency-Key for the caller to retry with).
+    rma_id = f"RMA-S{uuid.uuid4().hex[:8]}"
+    async with stack.sessions() as s, s.begin():
+        s.add(
+            Return(
+                id=rma_id,
+                order_id=order_id,
+                status="requested",
+                reason="damaged",
+                amount=Decimal("10.00"),
+                days_since_delivery=0,
+                requested_by="sales",
+                created_at=datetime.now(UTC) - timedelta(seconds=5),
+            )
+        )
+        await s.flush()
+        s.add(ReturnLineRow(return_id=rma_id, sku=sku, quantity=1, unit_price=Decimal("10.00")))
+    early = await stack.post(f"/returns/{rma_id}/cancel", {"reason": "x"}, role="sales")
+    assert early.status_code == 503, early.text  # no workflow yet: retry later
+
+    recovery = Recovery(stack.sessions, stack.client, stack.settings)
+    assert f"return-{rma_id}" in await recovery.sweep()
+    approved = await _wait_return(stack, rma_id, "approved")
+    assert approved["decided_by"] == "system"
+    assert f"return-{rma_id}" not in await recovery.sweep()  # no longer `requested`
+    done = await _receive(stack, rma_id, [(sku, 1, "restock")])
+    assert done.json()["status"] == "completed", done.text
+    assert await _receivable(stack, order_id) == Decimal("10.00")
+
+
+async def test_the_customer_hears_of_each_return_step_once(stack: Stack):
+    customer = await stack.customer()
+    r = await stack.put(
+        f"/customers/{customer}/contact", {"email": f"{customer.lower()}@example.com"}
+    )
+    assert r.status_code == 200, r.text
+    sku = await stack.product(price="10.00", floor="1.00", stock=100)
+    order_id = (await stack.order(customer, [(sku, 10)])).json()["id"]
+    await stack.wait_status(order_id, "completed")
+
+    ok = (await _ask(stack, order_id, [(sku, 3)])).json()  # 30.00: approved by rule
+    await _wait_return(stack, ok["id"], "approved")
+    done = (await _receive(stack, ok["id"], [(sku, 3, "restock")])).json()
+    assert done["status"] == "completed" and done["credited_amount"] == "30.00", done
+    big = (await _ask(stack, order_id, [(sku, 7)])).json()  # 70.00: a manager refuses
+    await _wait_return(stack, big["id"], "awaiting_approval")
+    r = await stack.post(
+        f"/returns/{big['id']}/decision",
+        {"decision": "reject", "comment": "Opened and used."},
+        role="sales_manager",
+    )
+    assert r.json()["status"] == "refused", r.text
+
+    async with httpx.AsyncClient() as http:
+        sender = NoticeSender(stack.sessions, stack.settings, http)
+        while await sender.send_due():
+            pass
+    async with stack.sessions() as s:
+        rows = (
+            await s.scalars(
+                select(CustomerNotice).where(
+                    CustomerNotice.order_id == order_id, CustomerNotice.event.like("return_%")
+                )
+            )
+        ).all()
+    got = {(n.event_key, n.receiver): n for n in rows}
+    assert sorted(got) == sorted(
+        [
+            (f"return_approved:{ok['id']}", "email"),
+            (f"return_credited:{ok['id']}", "email"),
+            (f"return_refused:{big['id']}", "email"),
+        ]
+    ), sorted(got)
+    assert all(n.status == "sent" for n in rows), [(n.event_key, n.last_error) for n in rows]
+    approved = got[(f"return_approved:{ok['id']}", "email")]
+    assert approved.subject == f"Return {ok['id']} for order {order_id} is approved"
+    assert f"write {ok['id']} clearly" in (approved.body or "")
+    assert f"{sku} x 3" in (approved.body or "")
+    credited = got[(f"return_credited:{ok['id']}", "email")]
+    note = done["credit_notes"][0]["number"]
+    assert "30.00" in (credited.subject or "") and note in (credited.body or "")
+    refused = got[(f"return_refused:{big['id']}", "email")]
+    assert "Opened and used." in (refused.body or "")
+    outbox = stack.settings.notice_outbox
+    assert outbox is not None and len(list(outbox.glob("*.eml"))) >= 3

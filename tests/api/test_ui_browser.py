@@ -13,6 +13,7 @@ import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -20,7 +21,7 @@ import uvicorn
 from sqlalchemy import update
 
 from api.main import create_app
-from db.models import Alert, Order, OrderEvent, Shipment
+from db.models import Alert, Order, OrderEvent, PickBatch, PickList, Shipment
 from orderflow.embedded import free_port
 from services.config import Settings
 from tests.api.test_production import _made_to_order
@@ -217,6 +218,26 @@ async def test_every_page_fits_a_phone_and_a_desktop(stack: Stack):
                 "1 day, 0:00:00; escalated to director",
             )
         )
+        # The floor's page (rows only): a finished order's list made an open, urgent floor
+        # list, and the order shown as picked and waiting for its packages.
+        line = {"sku": sku, "bin_location": "B-12-04", "sequence": 1, "quantity": 4}
+        batch = PickBatch(
+            kind="single",
+            status="open",
+            lines=[{**line, "order_id": first_pass}],
+            distance_m=Decimal("42.5"),
+            by_code_m=Decimal("61.0"),
+        )
+        s.add(batch)
+        await s.flush()
+        await s.execute(
+            update(PickList)
+            .where(PickList.order_id == first_pass)
+            .values(batch_id=batch.id, status="picked", picked_at=datetime.now(UTC))
+        )
+        await s.execute(
+            update(Order).where(Order.id == first_pass).values(status="packed", priority="urgent")
+        )
         await s.commit()
     keep = os.environ.get("ORDERFLOW_UI_SCREENSHOTS")
     pages = {
@@ -226,6 +247,8 @@ async def test_every_page_fits_a_phone_and_a_desktop(stack: Stack):
         "alerts": ("ops", "/ui/alerts"),
         "production": ("ops", "/ui/production"),
         "exceptions": ("ops", "/ui/exceptions"),
+        "pick-lists": ("warehouse", "/ui/pick-lists"),
+        "disruptions": ("ops", "/ui/disruptions"),
         "amend": ("sales", f"/ui/orders/{order_id}"),
         "imports": ("sales", "/ui/imports"),
         "kpis": ("director", "/ui/kpis"),

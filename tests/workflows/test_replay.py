@@ -38,8 +38,14 @@ SCENARIOS = (
 GENERATIONS = ("", "-combined")
 RECORD = os.environ.get("ORDERFLOW_RECORD_HISTORIES") == "1"
 # Manual warehouse mode (recorded by tests/api/test_warehouse.py): a full pick, confirm and
-# pack run, and a short pick shipping partially.
-MANUAL = ("manual-warehouse", "manual-short-pick")
+# pack run, and a short pick shipping partially; a short pick without partial shipment
+# (written off, backordered, picked again) and a confirmation kept from before the wait.
+MANUAL = (
+    "manual-warehouse",
+    "manual-short-pick",
+    "manual-short-pick-again",
+    "manual-early-confirm",
+)
 
 
 @pytest.mark.parametrize("scenario", [s + g for g in GENERATIONS for s in SCENARIOS] + list(MANUAL))

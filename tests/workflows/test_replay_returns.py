@@ -23,13 +23,23 @@ from tests.utils import Stack, until
 from workflows.returns import ReturnWorkflow, return_workflow_id
 
 HISTORIES = Path(__file__).parent.parent / "histories"
-SCENARIOS = ("return-auto", "return-approval", "return-refused", "return-credit-failed")
+SCENARIOS = (
+    "return-auto",
+    "return-approval",
+    "return-refused",
+    "return-credit-failed",
+    "return-cancelled",
+    "return-reminded",
+)
 RECORD = os.environ.get("ORDERFLOW_RECORD_HISTORIES") == "1"
 
 
 @pytest.fixture
 def settings(pg: EmbeddedPostgres) -> Settings:
-    return conftest.test_settings(pg, returns_auto_amount=Decimal("50.00"))
+    # A reminder 2 s into an approval wait (recorded in return-reminded).
+    return conftest.test_settings(
+        pg, returns_auto_amount=Decimal("50.00"), approval_reminder_seconds=2.0
+    )
 
 
 @pytest.mark.parametrize("scenario", SCENARIOS)
@@ -106,3 +116,24 @@ async def test_record_return_histories(stack: Stack):
         await credit_invoice(s, inv, "credited by hand")
     assert await receive(rma, sku, 2, "restock") == "cancelled"
     await save("return-credit-failed", rma)
+
+    order_id, sku = await shipped(10)
+    rma = await ask(order_id, sku, 10)
+    await status(rma, "awaiting_approval")
+    r = await stack.post(f"/returns/{rma}/cancel", {"reason": "keeps them"}, role="sales")
+    assert r.status_code == 200 and r.json()["status"] == "cancelled", r.text
+    await save("return-cancelled", rma)
+
+    order_id, sku = await shipped(10)
+    rma = await ask(order_id, sku, 10)
+    await status(rma, "awaiting_approval")
+
+    async def reminded() -> bool:
+        order = (await stack.get(f"/orders/{order_id}")).json()
+        return any("reminder sent" in e["detail"] for e in order["timeline"])
+
+    await until(reminded, f"{rma} reminder")
+    r = await stack.post(f"/returns/{rma}/decision", {"decision": "approve"}, role="sales_manager")
+    assert r.status_code == 200, r.text
+    assert await receive(rma, sku, 10, "restock") == "completed"
+    await save("return-reminded", rma)
