@@ -124,12 +124,16 @@ class Floor:
         )
         self.awaiting = None
         self.picks_recorded += 1
+        ships = not outcome.short or (inp.allow_partial and outcome.picked > 0)
+        if ships:
+            # Waiting for packages before the alert below: the database already says
+            # packed, so the floor may send them while the alert is being raised.
+            ctx.moved(OrderStatus.PACKED)
+            self.awaiting = "packages"
         if outcome.short and workflow.patched("floor-short-pick-alert"):
             await self._discrepancy(ref, attempt, outcome)
-        if outcome.short and not (inp.allow_partial and outcome.picked > 0):
+        if not ships:
             return None
-        ctx.moved(OrderStatus.PACKED)
-        self.awaiting = "packages"
         await self._wait(
             lambda: self.packages is not None,
             inp.pack_sla_seconds,

@@ -318,6 +318,12 @@ class OrderWorkflow:
         floor = self.fulfilment.floor
         if floor.awaiting == "packages" and floor.packages is None:
             return
+        if floor.awaiting == "pick" and floor.confirmation is not None:
+            # The pick is being recorded (the database may already say packed).
+            raise ApplicationError(
+                f"order {self.ctx.order_id} is recording its pick: try again in a moment",
+                type="NotReady",
+            )
         raise ApplicationError(
             f"order {self.ctx.order_id} is {self.ctx.status.value}: it waits for no packages",
             type="NothingPending",

@@ -10,7 +10,11 @@ import uuid
 from datetime import timedelta
 
 from sqlalchemy import select, text
-from temporalio.client import ScheduleActionStartWorkflow, ScheduleDescription
+from temporalio.client import (
+    ScheduleActionExecutionStartWorkflow,
+    ScheduleActionStartWorkflow,
+    ScheduleDescription,
+)
 
 from db.models import Alert, StockMovement
 from domain.reconcile import CheckRequest, Report, reconcile_alert_key
@@ -116,7 +120,6 @@ async def test_a_tampered_row_is_found_and_alerted_once_per_run(stack: Stack):
                 CheckRequest(skus=[sku]),
                 id=run_id,
                 task_queue=stack.settings.task_queue,
-                result_type=Report,
             )
             assert [p.check for p in nightly.problems] == ["ledger", "balance"]
             await until(lambda: stored(reconcile_alert_key(run_id)), "the nightly alert")
@@ -294,6 +297,7 @@ async def test_the_nightly_schedule_exists_once_a_worker_has_started(api_stack: 
 
         await until(ran, "the triggered run")
         started = (await handle.describe()).info.recent_actions[0].action
+        assert isinstance(started, ScheduleActionExecutionStartWorkflow)
         report = await client.get_workflow_handle(
             started.workflow_id, run_id=started.first_execution_run_id, result_type=Report
         ).result(rpc_timeout=timedelta(seconds=60))

@@ -165,9 +165,17 @@ async def test_ops_set_priority_on_the_order_page_and_approvers_see_it(stack: St
 
 async def test_returns_decided_from_the_approvals_page(stack: Stack):
     customer = await stack.customer()
+    contact = {"email": "buyer@example.com", "webhook_url": None}
+    assert (await stack.put(f"/customers/{customer}/contact", contact, "sales")).status_code == 200
     sku = await stack.product(price="10.00", floor="1.00", stock=100)
     order_id = (await stack.order(customer, [(sku, 10)])).json()["id"]
     await stack.wait_status(order_id, "completed")
+
+    async def noticed() -> bool:
+        return bool((await stack.get(f"/orders/{order_id}/notices")).json())
+
+    await wait_until(noticed, f"a customer notice of {order_id}")
+    told = (await stack.get(f"/orders/{order_id}/notices")).json()
     body = {"lines": [{"sku": sku, "quantity": 10}], "reason": "not_needed"}
     rma = (await stack.post(f"/orders/{order_id}/returns", body, role="sales")).json()["id"]
     decide = f"/ui/returns/{rma}/decision"
@@ -196,7 +204,8 @@ async def test_returns_decided_from_the_approvals_page(stack: Stack):
         section = page.text.split('id="ret-h"')[1].split("</section>")[0]
         assert rma in section and "approved" in section
         notices = page.text.split('id="notice-h"')[1].split("</section>")[0]
-        assert "No notices." in notices or "<li>" in notices
+        assert "buyer@example.com" in notices
+        assert f"<strong>{told[0]['event'].replace('_', ' ')}</strong> to email" in notices
     assert (await stack.get(f"/returns/{rma}")).json()["decided_by"].startswith("sales_manager")
 
 

@@ -15,7 +15,7 @@ from temporalio.client import WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
-from domain.reconcile import CheckRequest, Report
+from domain.reconcile import CheckRequest
 from tests.utils import Stack
 from workflows.alert import AlertWorkflow
 from workflows.reconcile import ReconcileWorkflow
@@ -48,7 +48,6 @@ async def test_record_reconcile_histories(stack: Stack):
             CheckRequest(skus=[sku]),
             id=name,  # the replay test names the history by it
             task_queue=stack.settings.task_queue,
-            result_type=Report,
         )
         assert (await handle.result()).ok is want_ok
         if not path.exists():
