@@ -142,6 +142,10 @@ class ReturnWorkflow:
             role=role,
             order_id=inp.order_id,
             subject=subject,
+            body=(
+                f"Return {inp.rma_id} needs a decision: {approval_reason(inp)}. Decide with "
+                f"POST /returns/{inp.rma_id}/decision; without one it is refused at the timeout."
+            ),
         )
         try:
             await workflow.execute_activity_method(

@@ -5,7 +5,7 @@ POST /disruptions/{id}/lift)."""
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import UTC, datetime
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Form, HTTPException, Query, Request
@@ -24,7 +24,7 @@ from domain.types import Code40, DbId, Text2000
 
 router = APIRouter(prefix="/ui", route_class=ConsoleRoute, include_in_schema=False)
 
-Field200 = Annotated[str, Form(max_length=2000)]
+FormText = Annotated[str, Form(max_length=2000)]
 
 
 def _sentences(err: ValidationError) -> list[str]:
@@ -39,7 +39,7 @@ async def set_priority(
     session: SessionDep,
     user: CurrentUser,
     priority_: Annotated[str, Form(alias="priority", max_length=20)] = "",
-    reason: Field200 = "",
+    reason: FormText = "",
 ) -> Response:
     """PUT /orders/{id}/priority's own function: kept whatever the rules say later."""
     try:
@@ -117,7 +117,7 @@ async def _disruptions_page(
         problems=problems or [],
         typed=typed or {},
         done=done,
-        today=date.today(),
+        today=datetime.now(UTC).date(),
         can_declare=may(user, "POST", "/ui/disruptions"),
         can_lift=may(user, "POST", "/ui/disruptions/{disruption_id}/lift"),
     )
@@ -144,7 +144,7 @@ async def declare(
     user: CurrentUser,
     sku: Annotated[str, Form(max_length=200)] = "",
     until: Annotated[str, Form(max_length=40)] = "",
-    reason: Field200 = "",
+    reason: FormText = "",
 ) -> Response:
     """POST /disruptions' own function; every problem (SKU, date, reason) named."""
     typed = {"sku": sku, "until": until, "reason": reason}

@@ -266,7 +266,9 @@ async def packages(
     form = await request.form()
     parcels, rows, problems, typed = _parcels(form)
     if form.get("action") == "add":
-        again = FloorState(pack_typed={order_id: typed}, pack_rows={order_id: min(rows + 1, 100)})
+        again = FloorState(
+            pack_typed={order_id: typed}, pack_rows={order_id: min(rows + 1, MAX_ROWS)}
+        )
         return await _floor_page(request, session, user, again=again)
     numbers = [n for n in range(1, rows + 1) if any(typed[f"{f}_{n}"] for f in PARCEL_FIELDS)]
     if not parcels and not problems:

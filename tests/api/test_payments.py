@@ -4,6 +4,7 @@ once per reference; a payment after the due date makes the customer a late payer
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -153,3 +154,16 @@ async def test_a_late_payment_routes_the_next_order_by_a_payment_record_rule(
         f"/orders/{routed}/decision", {"decision": "approve"}, role="credit_controller"
     )
     assert r.status_code == 200, r.text
+
+
+async def test_concurrent_payments_never_take_the_receivable_below_zero(stack: Stack):
+    customer = await stack.customer()
+    sku = await stack.product(price="10.00", floor="1.00", stock=100)
+    _, number = await _invoiced(stack, customer, sku, 10)  # 100.00
+    answers = await asyncio.gather(*(_pay(stack, number, "30.00", f"RACE-{i}") for i in range(5)))
+    # The receivable's row lock lets them in one at a time: three fit, two would overpay.
+    codes = sorted(r.status_code for r in answers)
+    assert codes == [201, 201, 201, 409, 409], [r.text for r in answers]
+    inv = (await stack.get(f"/invoices/{number}")).json()
+    assert (inv["paid"], inv["open_amount"]) == ("90.00", "10.00"), inv
+    assert await stack.count(Payment, Payment.invoice_number == number) == 3

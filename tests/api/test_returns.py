@@ -144,6 +144,9 @@ async def test_full_return_auto_approved_restocked_and_credited(stack: Stack):
     # After shipment the cancel answers 409 and names the returns endpoint.
     r = await stack.post(f"/orders/{order_id}/cancel", {"reason": "too late"}, role="sales")
     assert r.status_code == 409 and f"/orders/{order_id}/returns" in r.json()["detail"]
+    # A return whose goods came back cannot be cancelled any more.
+    r = await stack.post(f"/returns/{rma_id}/cancel", {"reason": "too late"}, role="sales")
+    assert r.status_code == 409 and "completed" in r.json()["detail"], r.text
 
     kpis = (await stack.get("/kpis")).json()["returns"]
     assert kpis["rate_by_product"][sku] == {"shipped": 2, "returned": 2, "rate": 1.0}

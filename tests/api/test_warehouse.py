@@ -23,7 +23,8 @@ from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
 from api.routes.pick_lists import _hand_over
-from db.models import Alert, Order, Package, PickBatch, PickList, StockMovement
+from db import stock as db_stock
+from db.models import Alert, Order, Package, PickBatch, PickList, Stock, StockMovement
 from db.session import SessionFactory
 from domain.fulfilment import PickConfirmation, PickedLine
 from domain.status import FINAL_STATUSES
@@ -264,7 +265,9 @@ async def test_short_pick_ships_what_was_picked_and_the_rest_follows(
         assert [ln["shipped_qty"] for ln in order["lines"]] == [10]
         assert len(order["shipments"]) == 2
         await assert_books_balance(stack, sku)
-        await _record(stack, "manual-short-pick", order_id)
+        assert await _alerts(stack, order_id) == ["stock_discrepancy"]
+        await _record(stack, "manual-short-pick", order_id)  # before the alert's patch
+        await _record(stack, "manual-short-pick-alert", order_id)
         kpis = (await stack.get(f"/kpis?customer_code={customer}")).json()
         assert kpis["pick_accuracy"] == 0.7143  # 10 of the 14 units on its two lists
         assert kpis["time_to_pick_seconds"]["count"] == 2
@@ -582,3 +585,27 @@ async def test_a_confirmation_before_the_order_waits_is_kept(
         assert r.status_code == 200, r.text
         await stack.wait_status(order_id, "completed")
         await _record(stack, "manual-early-confirm", order_id)
+
+
+async def test_write_off_is_booked_once_and_never_below_reserved(
+    pg: EmbeddedPostgres, sessions: SessionFactory, client: Client
+):
+    async with floor_stack(pg, sessions, client) as stack:
+        sku = await stack.product(stock=10)
+    async with sessions() as s:  # rolled back: no other test sees these movements
+        assert await db_stock.reserve(s, sku, 8) == 8
+        key = f"short-pick:test:{sku}"
+        # 5 reported missing, but 8 of the 10 are held for orders: only 2 can come off.
+        assert await db_stock.write_off(s, sku, 5, key=key, actor="t", reason="r") == 2
+        assert await db_stock.write_off(s, sku, 2, key=key, actor="t", reason="r") == 0
+        row = (await s.execute(select(Stock.on_hand, Stock.reserved).where(Stock.sku == sku))).one()
+        assert tuple(row) == (8, 8)
+        moves = (
+            await s.execute(
+                select(StockMovement.quantity, StockMovement.on_hand_after).where(
+                    StockMovement.sku == sku, StockMovement.kind == "adjustment"
+                )
+            )
+        ).all()
+        assert [tuple(m) for m in moves] == [(-2, 8)]
+        await s.rollback()

@@ -38,11 +38,13 @@ SCENARIOS = (
 GENERATIONS = ("", "-combined")
 RECORD = os.environ.get("ORDERFLOW_RECORD_HISTORIES") == "1"
 # Manual warehouse mode (recorded by tests/api/test_warehouse.py): a full pick, confirm and
-# pack run, and a short pick shipping partially; a short pick without partial shipment
+# pack run, and a short pick shipping partially (before and after its stock_discrepancy
+# alert, patch "floor-short-pick-alert"); a short pick without partial shipment
 # (written off, backordered, picked again) and a confirmation kept from before the wait.
 MANUAL = (
     "manual-warehouse",
     "manual-short-pick",
+    "manual-short-pick-alert",
     "manual-short-pick-again",
     "manual-early-confirm",
 )
