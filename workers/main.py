@@ -32,6 +32,7 @@ from activities.orders import OrderActivities
 from activities.reconcile import ReconcileActivities
 from activities.returns import ReturnActivities
 from activities.shipping import Carrier, ShippingActivities, SimulatedCarrier
+from activities.substitution import SubstitutionActivities
 from activities.warehouse import WarehouseActivities
 from db.session import SessionFactory, make_engine, make_session_factory
 from services.config import Settings
@@ -66,6 +67,7 @@ def activities_for(
     fulfil = FulfilActivities(sessions, settings, shipping)
     reconcile = ReconcileActivities(sessions, settings)
     returns = ReturnActivities(sessions, settings)
+    substitution = SubstitutionActivities(sessions, settings)
     return [
         assessment.assess_order,
         assessment.amend_order,
@@ -105,6 +107,7 @@ def activities_for(
         returns.receive,
         returns.credit,
         returns.undo_receipt,
+        substitution.substitute_line,
     ]
 
 

@@ -44,6 +44,11 @@ class Fulfilment:
         # Manual warehouse mode (pinned in the input when the order started; absent: auto).
         self.floor = Floor(ctx)
         self._last_reserved_all = False
+        # The backorder loop waits between two reservations (`parked`); a substitution
+        # (workflows/substitution.py) changes the lines only then, and `held` keeps the loop
+        # from reserving again until it is done.
+        self.parked = False
+        self.held = False
 
     async def run(self, first: Prepared | None = None) -> list[Booking]:
         """Ship the order, in as many shipments as stock allows; the bookings to follow.
@@ -223,7 +228,15 @@ class Fulfilment:
             else:
                 then = "check stock again"
             start = workflow.now()
-            await ctx.wait(lambda: self.replenished, step, timer=f"backorder: {then} ({ctx.short})")
+            self.parked = True
+            try:
+                await ctx.wait(
+                    lambda: self.replenished, step, timer=f"backorder: {then} ({ctx.short})"
+                )
+            finally:
+                self.parked = False
+            if self.held:  # no wait otherwise: orders without substitutions replay as before
+                await workflow.wait_condition(lambda: not self.held)
             waited += workflow.now() - start
 
     async def _book(self, req: ShipmentRequest) -> Booking:

@@ -20,6 +20,7 @@ from workflows.context import OrderContext, OrderStopped
 from workflows.delivery import Delivery
 from workflows.fulfilment import Fulfilment
 from workflows.policies import OLD_CANCEL_UPDATE_WAIT
+from workflows.substitution import Substitutions
 
 with workflow.unsafe.imports_passed_through():
     from activities.assessment import AssessmentActivities
@@ -30,6 +31,7 @@ with workflow.unsafe.imports_passed_through():
     from domain.orders import Amendment, CancelRequest, OrderRef, OrderState, OrderWorkflowInput
     from domain.shipping import DeliveryEvent, ExceptionDecision
     from domain.status import SHIPPED_OR_LATER, OrderStatus, can_cancel
+    from domain.substitution import Substitution
 
 
 @workflow.defn(name="OrderWorkflow")
@@ -42,6 +44,7 @@ class OrderWorkflow:
         self.amendments = Amendments(self.ctx, self.approval)
         self.fulfilment = Fulfilment(self.ctx, self.compensations)
         self.delivery = Delivery(self.ctx)
+        self.substitutions = Substitutions(self.ctx, self.amendments, self.fulfilment)
 
     # ---- the life of an order -------------------------------------------------------
 
@@ -248,6 +251,19 @@ class OrderWorkflow:
     @amend.validator
     def _validate_amend(self, a: Amendment) -> None:
         problem = self.amendments.busy() or self.amendments.problem(a)
+        if problem is not None:
+            raise problem
+
+    @workflow.update(name="substitute")
+    async def substitute(self, sub: Substitution) -> OrderState:
+        """A backordered order's lines of one SKU take a substitute (workflows/
+        substitution.py); answers once the order has reserved again with it."""
+        await self.substitutions.apply(sub)
+        return self.state()
+
+    @substitute.validator
+    def _validate_substitute(self, sub: Substitution) -> None:
+        problem = self.substitutions.problem(sub)
         if problem is not None:
             raise problem
 
