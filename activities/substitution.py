@@ -63,7 +63,9 @@ class SubstitutionActivities(DbActivities):
             )
             q = await quote(s, draft, datetime.now(UTC).date())
             if q.problems or q.priced is None:
-                return SubstituteResult(ok=False, problems=[_about_substitute(p) for p in q.problems])
+                return SubstituteResult(
+                    ok=False, problems=[_about_substitute(p) for p in q.problems]
+                )
             priced = q.priced.lines
             subtotal = sum(
                 (ln.line_total for ln in lines if ln.sku != req.sku), Decimal("0.00")
@@ -101,9 +103,7 @@ class SubstitutionActivities(DbActivities):
                 actor=req.by,
                 detail=f"substituted by {req.by}: {summary}",
             )
-            return SubstituteResult(
-                ok=True, summary=summary, total=total, released_units=released
-            )
+            return SubstituteResult(ok=True, summary=summary, total=total, released_units=released)
 
 
 async def _check(

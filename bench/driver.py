@@ -29,7 +29,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from temporalio.client import Client
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
-from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from bench.skeleton import ActivitySkeleton, LocalSkeleton, noop
 from services.config import Settings
@@ -121,7 +121,13 @@ async def run_skeleton(client: Client, kind: str, n: int, concurrency: int) -> d
         max_concurrent_workflow_tasks=slots.max_concurrent_workflow_tasks,
         max_concurrent_activities=slots.max_concurrent_activities,
         max_concurrent_local_activities=slots.max_concurrent_local_activities,
-        workflow_runner=SandboxedWorkflowRunner()
+        # Like the order worker: its own module passed through the sandbox when the
+        # order workflow's are (workers/main.py, workflow_runner).
+        workflow_runner=SandboxedWorkflowRunner(
+            restrictions=SandboxRestrictions.default.with_passthrough_modules(wf.__module__)
+        )
+        if slots.workflow_sandbox and slots.workflow_sandbox_passthrough
+        else SandboxedWorkflowRunner()
         if slots.workflow_sandbox
         else UnsandboxedWorkflowRunner(),
     ):

@@ -44,6 +44,9 @@ class OrderWorkflow:
         self.amendments = Amendments(self.ctx, self.approval)
         self.fulfilment = Fulfilment(self.ctx, self.compensations)
         self.delivery = Delivery(self.ctx)
+        # Orders since "combined-steps-v2": one patch marker stands for both
+        # "combined-steps" and "first-pass-undo" (each marker costs two history events).
+        self.first_pass_undo = False
         self.substitutions = Substitutions(self.ctx, self.amendments, self.fulfilment)
 
     # ---- the life of an order -------------------------------------------------------
@@ -65,7 +68,7 @@ class OrderWorkflow:
     async def _pipeline(self) -> None:
         ctx = self.ctx
         assessment, first = await self._assess()
-        if first is not None and workflow.patched("first-pass-undo"):
+        if first is not None and (self.first_pass_undo or workflow.patched("first-pass-undo")):
             # The first pass reserved (and picked and packed) in the assessment's own step:
             # a cancel accepted meanwhile stops the order before fulfilment takes over, and
             # must still give that stock back.
@@ -102,8 +105,12 @@ class OrderWorkflow:
         """Validate, price, check credit and route approvals. Since combined steps, a
         touchless order is also reserved and packed in that same step (`Prepared`)."""
         ctx = self.ctx
-        # Orders started before combined steps existed replay their steps one by one.
-        ctx.combined = workflow.patched("combined-steps")
+        # Orders started before combined steps existed replay their steps one by one;
+        # orders from before "combined-steps-v2" replay their two markers.
+        if workflow.patched("combined-steps-v2"):
+            ctx.combined = self.first_pass_undo = True
+        else:
+            ctx.combined = workflow.patched("combined-steps")
         assess = AssessRequest(
             order_id=ctx.order_id,
             routing=ctx.inp.routing,

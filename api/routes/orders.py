@@ -43,7 +43,8 @@ from domain.notices import SubstituteIn
 from domain.orders import AmendIn, Amendment, CancelRequest, OrderIn, OrderState
 from domain.problems import Problem
 from domain.shipping import ExceptionDecision
-from domain.status import FINAL_STATUSES, SHIPPED_OR_LATER, OrderStatus
+from domain.status import FINAL_STATUSES, LINES_AMENDABLE, SHIPPED_OR_LATER, OrderStatus
+from domain.substitution import Substitution
 from domain.types import Code40, Printable, Text2000
 from services import disruptions
 from services.intake import OrderStartError, check_channel, create_order, ensure_started
@@ -680,14 +681,25 @@ async def substitute(
     order_id: OrderId, body: SubstituteIn, state: StateDep, session: SessionDep, user: CurrentUser
 ) -> OrderOut:
     """Replace the lines of `sku` by one of its substitutes, same quantity (a disruption's
-    way out): the amend Update of PATCH, with its rules (lines change until stock is reserved)."""
-    await _order_or_404(session, order_id, user)
+    way out). Before reservation: the amend Update of PATCH (re-validated, re-priced,
+    re-routed). Once stock is being reserved: the `substitute` Update, taken while the order
+    is backordered (its other lines keep their prices; a rise above the approved total: 409)."""
+    order = await _order_or_404(session, order_id, user)
     try:
         lines = await disruptions.substitute_lines(session, order_id, body.sku, body.substitute)
     except disruptions.DisruptionError as err:
         field = str(err).split(":", 1)[0]
         problem = Problem(loc=["body", field], code="not_substitutable", message=str(err))
         raise ProblemsError([problem]) from err
+    ended = SHIPPED_OR_LATER | FINAL_STATUSES  # the amend path answers those 409 at once
+    if order.status not in {st.value for st in LINES_AMENDABLE | ended}:
+        sub = Substitution(sku=body.sku, substitute=body.substitute, by=user.name)
+        try:
+            await _update(state, order_id, OrderWorkflow.substitute, sub)
+        except (WorkflowUpdateFailedError, RPCError) as err:
+            raise _update_error(err, order_id) from err
+        session.expunge_all()  # read the order as the workflow left it
+        return await load_order(session, order_id)
     change = AmendIn(lines=lines, comment=f"substitute {body.substitute} for {body.sku}")
     return await amend(order_id, change, state, session, user)
 

@@ -34,8 +34,9 @@ SCENARIOS = (
     "amendment",
     "partial_shipment",
 )
-# "" = steps one by one; "-combined" = combined steps (patch "combined-steps"), current.
-GENERATIONS = ("", "-combined")
+# "" = steps one by one; "-combined" = combined steps (patch "combined-steps"); "-v2" =
+# the same with one patch marker ("combined-steps-v2"), current.
+GENERATIONS = ("", "-combined", "-v2")
 RECORD = os.environ.get("ORDERFLOW_RECORD_HISTORIES") == "1"
 # Manual warehouse mode (recorded by tests/api/test_warehouse.py): a full pick, confirm and
 # pack run, and a short pick shipping partially (before and after its stock_discrepancy
