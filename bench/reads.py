@@ -124,6 +124,53 @@ SELECT o.id, 'bench:' || s.k, o.created_at + (s.k - 1) * interval '3 hours', s.s
 FROM o, unnest(string_to_array({PATH}, ',')) WITH ORDINALITY AS s(st, k)
 """
 
+# The KPI facts (db/repo.py keeps them as orders move; migration 0017 backfills them the
+# same way): one order_facts row per order and one order_steps row per finished step,
+# from the chunk's timeline just written.
+FACTS = """
+WITH t AS (
+    SELECT order_id,
+           bool_or(status = 'validated') AS validated,
+           bool_or(status = 'awaiting_approval') AS routed,
+           bool_or(status = 'approved') AS approved,
+           bool_or(status = 'backordered') AS backordered,
+           count(*) FILTER (WHERE status = 'delivered') AS deliveries,
+           max(at) AS last_at,
+           min(at) FILTER (WHERE status = 'received') AS received_at,
+           max(at) FILTER (WHERE status = 'completed') AS completed_at,
+           max(at) FILTER (WHERE status = 'delivered') AS delivered_at
+    FROM order_events WHERE order_id >= :lo_id AND order_id < :hi_id AND kind = 'status'
+    GROUP BY order_id
+), q AS (
+    SELECT order_id, sum(quantity) AS ordered, sum(shipped_qty) AS shipped FROM order_lines
+    WHERE order_id >= :lo_id AND order_id < :hi_id GROUP BY order_id
+)
+INSERT INTO order_facts (order_id, created_at, channel, customer_code, status, status_at,
+                         validated, routed, approved, backordered, compensations,
+                         dated_deliveries, on_time, ordered_qty, shipped_qty, received_at,
+                         completed_at)
+SELECT o.id, o.created_at, o.channel, o.customer_code, o.status, t.last_at, t.validated,
+       t.routed, t.approved, t.backordered, 0,
+       CASE WHEN o.requested_delivery_date IS NULL THEN 0 ELSE t.deliveries END,
+       CASE WHEN (t.delivered_at AT TIME ZONE 'UTC')::date <= o.requested_delivery_date
+            THEN t.deliveries ELSE 0 END,
+       coalesce(q.ordered, 0), coalesce(q.shipped, 0), t.received_at, t.completed_at
+FROM orders o JOIN t ON t.order_id = o.id LEFT JOIN q ON q.order_id = o.id
+WHERE o.id >= :lo_id AND o.id < :hi_id
+"""
+
+STEPS = """
+INSERT INTO order_steps (order_id, created_at, channel, customer_code, status, seconds)
+SELECT s.order_id, o.created_at, o.channel, o.customer_code, s.status,
+       extract(epoch FROM s.took)
+FROM (
+    SELECT order_id, status, LEAD(at) OVER (PARTITION BY order_id ORDER BY at, id) - at AS took
+    FROM order_events WHERE order_id >= :lo_id AND order_id < :hi_id AND kind = 'status'
+) s
+JOIN orders o ON o.id = s.order_id
+WHERE s.took IS NOT NULL
+"""
+
 APPROVALS = f"""
 INSERT INTO approvals (order_id, level, role, reason, status, decided_by, comment,
                        requested_at, decided_at)
@@ -176,6 +223,8 @@ TABLES = (
     "orders",
     "order_lines",
     "order_events",
+    "order_facts",
+    "order_steps",
     "approvals",
     "shipments",
     "invoices",
@@ -226,7 +275,16 @@ def write_history(url: str, orders: int, progress: Callable[[str], None] = print
             ids = {"lo_id": f"SO-{lo:07d}", "hi_id": f"SO-{hi:07d}"}
             with conn.transaction():
                 conn.execute(*_bind(ORDERS, n=orders, lo=lo, hi=hi))
-                for sql in (LINES, EVENTS, APPROVALS, SHIPMENTS, INVOICES, RECEIVABLES):
+                for sql in (
+                    LINES,
+                    EVENTS,
+                    FACTS,
+                    STEPS,
+                    APPROVALS,
+                    SHIPMENTS,
+                    INVOICES,
+                    RECEIVABLES,
+                ):
                     conn.execute(*_bind(sql, **ids))
             progress(f"history: {hi - 1:,} of {orders:,} orders written")
         conn.execute("SELECT setval('order_number_seq', %s)", (orders + 1,))

@@ -1,4 +1,6 @@
-"""Process KPIs, computed in SQL from the orders and their timeline.
+"""Process KPIs, computed in SQL from per-order facts: `order_facts` (what each order's
+timeline reached, its quantities) and `order_steps` (each finished step's seconds), both kept
+by db/repo.py as orders move, so no KPI reads the timeline (docs/performance.md).
 
 Definitions (the window selects orders by the time they were received):
 - received: orders created plus orders refused at entry (rejected attempts);
@@ -42,65 +44,23 @@ class KpiFilter:
         }
 
 
-# Orders in scope; every query below starts from this.
-SCOPE = """
-    scope AS (
-        SELECT o.* FROM orders o
-        WHERE (CAST(:start AS timestamptz) IS NULL OR o.created_at >= :start)
-          AND (CAST(:end AS timestamptz) IS NULL OR o.created_at < :end)
-          AND (CAST(:channel AS text) IS NULL OR o.channel = :channel)
-          AND (CAST(:customer AS text) IS NULL OR o.customer_code = :customer)
-    ),
-    status_events AS (
-        SELECT e.order_id, e.status, e.at
-        FROM order_events e JOIN scope s ON s.id = e.order_id
-        WHERE e.kind = 'status'
-    ),
-    reached AS (
-        SELECT order_id, array_agg(DISTINCT status) AS statuses
-        FROM status_events GROUP BY order_id
-    )
+# Orders in scope, from their facts (order_facts, kept by db/repo.py as orders move, so no
+# KPI reads the timeline); every query below starts from this.
+WHERE_WINDOW = """
+          (CAST(:start AS timestamptz) IS NULL OR {t}.created_at >= :start)
+      AND (CAST(:end AS timestamptz) IS NULL OR {t}.created_at < :end)
+      AND (CAST(:channel AS text) IS NULL OR {t}.channel = :channel)
+      AND (CAST(:customer AS text) IS NULL OR {t}.customer_code = :customer)
 """
-# Each status's time until the order's next status: a window over the scope's whole
-# timeline, so only the query that needs it (STEP_TIMES) computes it.
-STEPS = """
-    steps AS (
-        SELECT e.status,
-               LEAD(e.at) OVER (PARTITION BY e.order_id ORDER BY e.at, e.id) - e.at AS took
-        FROM order_events e JOIN scope s ON s.id = e.order_id
-        WHERE e.kind = 'status'
+SCOPE = f"""
+    scope AS (
+        SELECT f.* FROM order_facts f WHERE {WHERE_WINDOW.format(t="f")}
     )
 """
 
-# One pass over the scope's orders, their timelines and lines (per order first, then summed):
-# the same definitions as before, when each count was its own scan of the window.
+# One pass over the scope's facts: what each order's timeline reached, its quantities.
 COUNTS = f"""
-WITH {SCOPE},
-    timeline AS (
-        SELECT e.order_id,
-               bool_or(e.kind = 'status' AND e.status = 'validated') AS validated,
-               bool_or(e.kind = 'status' AND e.status = 'awaiting_approval') AS routed,
-               bool_or(e.kind = 'status' AND e.status = 'approved') AS approved,
-               bool_or(e.kind = 'status' AND e.status = 'backordered') AS backordered,
-               count(*) FILTER (WHERE e.kind = 'compensation') AS compensations,
-               count(*) FILTER (WHERE e.kind = 'status' AND e.status = 'delivered'
-                                  AND s.requested_delivery_date IS NOT NULL) AS deliveries,
-               count(*) FILTER (WHERE e.kind = 'status' AND e.status = 'delivered'
-                                  AND (e.at AT TIME ZONE 'UTC')::date
-                                      <= s.requested_delivery_date) AS on_time
-        FROM order_events e JOIN scope s ON s.id = e.order_id
-        GROUP BY e.order_id
-    ),
-    qty AS (
-        SELECT l.order_id, sum(l.shipped_qty) AS shipped, sum(l.quantity) AS ordered
-        FROM order_lines l JOIN scope s ON s.id = l.order_id GROUP BY l.order_id
-    ),
-    per_order AS (
-        SELECT s.status, s.failure_reason, t.*, q.shipped, q.ordered
-        FROM scope s
-        LEFT JOIN timeline t ON t.order_id = s.id
-        LEFT JOIN qty q ON q.order_id = s.id
-    )
+WITH {SCOPE}
 SELECT
     count(*) AS orders,
     (SELECT count(*) FROM rejected_attempts a
@@ -112,40 +72,37 @@ SELECT
     count(*) FILTER (WHERE status = 'rejected') AS rejected,
     count(*) FILTER (WHERE status = 'cancelled') AS cancelled,
     count(*) FILTER (WHERE status = 'failed') AS failed,
-    count(*) FILTER (WHERE status = 'rejected'
-                       AND failure_reason LIKE 'validation:%') AS invalid_in_flow,
+    (SELECT count(*) FROM scope r JOIN orders o ON o.id = r.order_id
+      WHERE r.status = 'rejected' AND o.failure_reason LIKE 'validation:%') AS invalid_in_flow,
     count(*) FILTER (WHERE validated) AS validated,
     count(*) FILTER (WHERE validated AND NOT routed) AS touchless,
     count(*) FILTER (WHERE approved) AS approved,
     count(*) FILTER (WHERE approved AND backordered) AS backordered,
     coalesce(sum(compensations), 0)::bigint AS compensations,
-    coalesce(sum(shipped) FILTER (WHERE approved), 0) AS shipped_qty,
-    coalesce(sum(ordered) FILTER (WHERE approved), 0) AS ordered_qty,
-    coalesce(sum(deliveries), 0)::bigint AS dated_deliveries,
+    coalesce(sum(shipped_qty) FILTER (WHERE approved), 0) AS shipped_qty,
+    coalesce(sum(ordered_qty) FILTER (WHERE approved), 0) AS ordered_qty,
+    coalesce(sum(dated_deliveries), 0)::bigint AS dated_deliveries,
     coalesce(sum(on_time), 0)::bigint AS on_time
-FROM per_order
+FROM scope
 """
 
+# Each finished step's seconds until the order's next status (order_steps: written by
+# apply_status when the next status comes; the steps carry their order's filters).
 STEP_TIMES = f"""
-WITH {SCOPE}, {STEPS}
 SELECT status, count(*) AS n,
-       percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM took)) AS p50,
-       percentile_cont(0.95) WITHIN GROUP (ORDER BY extract(epoch FROM took)) AS p95
-FROM steps WHERE took IS NOT NULL
+       percentile_cont(0.5) WITHIN GROUP (ORDER BY seconds) AS p50,
+       percentile_cont(0.95) WITHIN GROUP (ORDER BY seconds) AS p95
+FROM order_steps st WHERE {WHERE_WINDOW.format(t="st")}
 GROUP BY status ORDER BY status
 """
 
 END_TO_END = f"""
-WITH {SCOPE},
-    spans AS (
-        SELECT order_id, max(at) FILTER (WHERE status = 'completed')
-                       - min(at) FILTER (WHERE status = 'received') AS d
-        FROM status_events GROUP BY order_id
-    )
-SELECT count(d) AS n,
+WITH {SCOPE}
+SELECT count(*) AS n,
        percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM d)) AS p50,
        percentile_cont(0.95) WITHIN GROUP (ORDER BY extract(epoch FROM d)) AS p95
-FROM spans WHERE d IS NOT NULL
+FROM (SELECT completed_at - received_at AS d FROM scope
+      WHERE completed_at IS NOT NULL) spans
 """
 
 APPROVAL_WAIT = f"""
@@ -154,38 +111,109 @@ SELECT role, count(*) AS n,
        percentile_cont(0.5) WITHIN GROUP (ORDER BY waited) AS p50,
        percentile_cont(0.95) WITHIN GROUP (ORDER BY waited) AS p95
 FROM (SELECT a.role, extract(epoch FROM a.decided_at - a.requested_at) AS waited
-      FROM approvals a JOIN scope s ON s.id = a.order_id
+      FROM approvals a JOIN scope s ON s.order_id = a.order_id
       WHERE a.decided_at IS NOT NULL) w
 GROUP BY role ORDER BY role
 """
 
 # Returns (docs/returns.md): units that came back (received; refused and pending returns do
-# not count) over units shipped, per product, and per reason over all units shipped.
+# not count) over units shipped, per product, and per reason over all units shipped. Per
+# product reads the scope's lines of the returned products only, and only when the window
+# has returns (compute_kpis asks RETURNS_BY_REASON first).
 RETURNS_BY_PRODUCT = f"""
 WITH {SCOPE},
-    shipped AS (
-        SELECT l.sku, sum(l.shipped_qty) AS units FROM order_lines l
-        JOIN scope s ON s.id = l.order_id GROUP BY l.sku
-    ),
     back AS (
         SELECT rl.sku, sum(rl.received_qty) AS units FROM return_lines rl
-        JOIN returns r ON r.id = rl.return_id JOIN scope s ON s.id = r.order_id
-        GROUP BY rl.sku
+        JOIN returns r ON r.id = rl.return_id JOIN scope s ON s.order_id = r.order_id
+        GROUP BY rl.sku HAVING coalesce(sum(rl.received_qty), 0) > 0
+    ),
+    shipped AS (
+        SELECT l.sku, sum(l.shipped_qty) AS units FROM order_lines l
+        JOIN scope s ON s.order_id = l.order_id
+        WHERE l.sku IN (SELECT sku FROM back) GROUP BY l.sku
     )
-SELECT sh.sku, sh.units AS shipped, coalesce(b.units, 0) AS returned
-FROM shipped sh LEFT JOIN back b ON b.sku = sh.sku
-WHERE coalesce(b.units, 0) > 0 ORDER BY sh.sku
+SELECT sh.sku, sh.units AS shipped, b.units AS returned
+FROM shipped sh JOIN back b ON b.sku = sh.sku ORDER BY sh.sku
 """
 
 RETURNS_BY_REASON = f"""
 WITH {SCOPE}
 SELECT r.reason, count(DISTINCT r.id) AS returns, coalesce(sum(rl.received_qty), 0) AS units,
-       (SELECT coalesce(sum(l.shipped_qty), 0) FROM order_lines l
-         JOIN scope s2 ON s2.id = l.order_id) AS shipped
-FROM returns r JOIN scope s ON s.id = r.order_id
+       (SELECT coalesce(sum(s2.shipped_qty), 0) FROM scope s2) AS shipped
+FROM returns r JOIN scope s ON s.order_id = r.order_id
 JOIN return_lines rl ON rl.return_id = r.id
 GROUP BY r.reason ORDER BY r.reason
 """
+
+
+# The facts of some orders recomputed from their timelines, the way migration 0017 backfilled
+# every order's: for histories written by hand (tests, repairs) rather than by the writers.
+REFRESH_FACTS = """
+INSERT INTO order_facts (order_id, created_at, channel, customer_code, status, status_at,
+                         validated, routed, approved, backordered, compensations,
+                         dated_deliveries, on_time, ordered_qty, shipped_qty, received_at,
+                         completed_at)
+SELECT o.id, o.created_at, o.channel, o.customer_code, o.status,
+       coalesce(t.last_at, o.created_at),
+       coalesce(t.validated, false), coalesce(t.routed, false), coalesce(t.approved, false),
+       coalesce(t.backordered, false), coalesce(t.compensations, 0),
+       CASE WHEN o.requested_delivery_date IS NULL THEN 0 ELSE coalesce(t.deliveries, 0) END,
+       coalesce(t.on_time, 0), coalesce(q.ordered, 0), coalesce(q.shipped, 0),
+       coalesce(t.received_at, o.created_at), t.completed_at
+FROM orders o
+LEFT JOIN (
+    SELECT e.order_id,
+           bool_or(e.kind = 'status' AND e.status = 'validated') AS validated,
+           bool_or(e.kind = 'status' AND e.status = 'awaiting_approval') AS routed,
+           bool_or(e.kind = 'status' AND e.status = 'approved') AS approved,
+           bool_or(e.kind = 'status' AND e.status = 'backordered') AS backordered,
+           count(*) FILTER (WHERE e.kind = 'compensation') AS compensations,
+           count(*) FILTER (WHERE e.kind = 'status' AND e.status = 'delivered') AS deliveries,
+           count(*) FILTER (WHERE e.kind = 'status' AND e.status = 'delivered'
+                              AND (e.at AT TIME ZONE 'UTC')::date
+                                  <= d.requested_delivery_date) AS on_time,
+           max(e.at) FILTER (WHERE e.kind = 'status') AS last_at,
+           min(e.at) FILTER (WHERE e.kind = 'status' AND e.status = 'received') AS received_at,
+           max(e.at) FILTER (WHERE e.kind = 'status' AND e.status = 'completed') AS completed_at
+    FROM order_events e JOIN orders d ON d.id = e.order_id
+    WHERE e.order_id = ANY(:ids)
+    GROUP BY e.order_id
+) t ON t.order_id = o.id
+LEFT JOIN (
+    SELECT order_id, sum(quantity) AS ordered, sum(shipped_qty) AS shipped
+    FROM order_lines WHERE order_id = ANY(:ids) GROUP BY order_id
+) q ON q.order_id = o.id
+WHERE o.id = ANY(:ids)
+ON CONFLICT (order_id) DO UPDATE SET
+    created_at = excluded.created_at, channel = excluded.channel,
+    customer_code = excluded.customer_code, status = excluded.status,
+    status_at = excluded.status_at, validated = excluded.validated, routed = excluded.routed,
+    approved = excluded.approved, backordered = excluded.backordered,
+    compensations = excluded.compensations, dated_deliveries = excluded.dated_deliveries,
+    on_time = excluded.on_time, ordered_qty = excluded.ordered_qty,
+    shipped_qty = excluded.shipped_qty, received_at = excluded.received_at,
+    completed_at = excluded.completed_at
+"""
+
+REFRESH_STEPS = """
+WITH gone AS (DELETE FROM order_steps WHERE order_id = ANY(:ids))
+INSERT INTO order_steps (order_id, created_at, channel, customer_code, status, seconds)
+SELECT s.order_id, o.created_at, o.channel, o.customer_code, s.status,
+       extract(epoch FROM s.took)
+FROM (
+    SELECT order_id, status, LEAD(at) OVER (PARTITION BY order_id ORDER BY at, id) - at AS took
+    FROM order_events WHERE kind = 'status' AND order_id = ANY(:ids)
+) s
+JOIN orders o ON o.id = s.order_id
+WHERE s.took IS NOT NULL
+"""
+
+
+async def refresh_facts(session: AsyncSession, order_ids: list[str]) -> None:
+    """Recompute `order_ids`' facts and steps from their timelines (flushes first)."""
+    await session.flush()
+    await session.execute(text(REFRESH_FACTS), {"ids": order_ids})
+    await session.execute(text(REFRESH_STEPS), {"ids": order_ids})
 
 
 async def prefer_indexes(session: AsyncSession) -> None:
@@ -209,7 +237,7 @@ FLOOR = f"""
 WITH {SCOPE},
     lists AS (
         SELECT p.created_at, p.picked_at, p.packed_at, p.lines
-        FROM pick_lists p JOIN scope s ON s.id = p.order_id
+        FROM pick_lists p JOIN scope s ON s.order_id = p.order_id
         WHERE p.picked_at IS NOT NULL
     ),
     units AS (
@@ -248,8 +276,12 @@ async def compute_kpis(session: AsyncSession, f: KpiFilter) -> dict[str, Any]:
     steps = (await session.execute(text(STEP_TIMES), p)).mappings().all()
     e2e = (await session.execute(text(END_TO_END), p)).mappings().one()
     waits = (await session.execute(text(APPROVAL_WAIT), p)).mappings().all()
-    by_product = (await session.execute(text(RETURNS_BY_PRODUCT), p)).mappings().all()
     by_reason = (await session.execute(text(RETURNS_BY_REASON), p)).mappings().all()
+    by_product = (
+        (await session.execute(text(RETURNS_BY_PRODUCT), p)).mappings().all()
+        if any(r["units"] for r in by_reason)
+        else []
+    )
     floor = (await session.execute(text(FLOOR), p)).mappings().one()
     return {
         "filters": {
@@ -316,41 +348,18 @@ async def compute_kpis(session: AsyncSession, f: KpiFilter) -> dict[str, Any]:
 
 
 # The same definitions as COUNTS, per week (Monday, UTC) of the day each order was received:
-# one grouped pass over the window's orders, for the console's trend charts.
+# one grouped pass over the window's facts, for the console's trend charts.
 WEEKLY = f"""
-WITH {SCOPE},
-    qty AS (
-        SELECT l.order_id, sum(l.shipped_qty) AS shipped, sum(l.quantity) AS ordered
-        FROM order_lines l JOIN scope s ON s.id = l.order_id GROUP BY l.order_id
-    ),
-    deliveries AS (
-        SELECT e.order_id, count(*) AS n,
-               count(*) FILTER (WHERE (e.at AT TIME ZONE 'UTC')::date
-                                      <= s.requested_delivery_date) AS on_time
-        FROM status_events e JOIN scope s ON s.id = e.order_id
-        WHERE e.status = 'delivered' AND s.requested_delivery_date IS NOT NULL
-        GROUP BY e.order_id
-    ),
-    per_order AS (
-        SELECT date_trunc('week', s.created_at AT TIME ZONE 'UTC')::date AS week,
-               coalesce('validated' = ANY(r.statuses), false) AS validated,
-               coalesce('awaiting_approval' = ANY(r.statuses), false) AS routed,
-               coalesce('approved' = ANY(r.statuses), false) AS approved,
-               q.shipped, q.ordered, d.n AS deliveries, d.on_time
-        FROM scope s
-        LEFT JOIN reached r ON r.order_id = s.id
-        LEFT JOIN qty q ON q.order_id = s.id
-        LEFT JOIN deliveries d ON d.order_id = s.id
-    )
-SELECT week,
+WITH {SCOPE}
+SELECT date_trunc('week', created_at AT TIME ZONE 'UTC')::date AS week,
        count(*) AS orders,
        count(*) FILTER (WHERE validated) AS validated,
        count(*) FILTER (WHERE validated AND NOT routed) AS touchless,
-       coalesce(sum(shipped) FILTER (WHERE approved), 0) AS shipped_qty,
-       coalesce(sum(ordered) FILTER (WHERE approved), 0) AS ordered_qty,
-       coalesce(sum(deliveries), 0) AS dated_deliveries,
+       coalesce(sum(shipped_qty) FILTER (WHERE approved), 0) AS shipped_qty,
+       coalesce(sum(ordered_qty) FILTER (WHERE approved), 0) AS ordered_qty,
+       coalesce(sum(dated_deliveries), 0) AS dated_deliveries,
        coalesce(sum(on_time), 0) AS on_time
-FROM per_order
+FROM scope
 GROUP BY week ORDER BY week
 """
 

@@ -12,6 +12,7 @@ from sqlalchemy import (
     CheckConstraint,
     Date,
     DateTime,
+    Double,
     ForeignKey,
     Index,
     Integer,
@@ -248,6 +249,56 @@ class OrderEvent(Base):
     kind: Mapped[str] = mapped_column(String(30), default="status")
     actor: Mapped[str] = mapped_column(String(100), default="system")
     detail: Mapped[str] = mapped_column(Text, default="")
+
+
+class OrderFact(Base):
+    """One narrow row per order for the KPIs (db/kpis.py), kept by db/repo.py as the order
+    moves (open_order, apply_status, compensations in record_event): what its timeline
+    reached, without reading the timeline. Migration 0017 backfilled it from order_events."""
+
+    __tablename__ = "order_facts"
+    __table_args__ = (
+        Index("ix_order_facts_created", "created_at"),
+        Index("ix_order_facts_customer_created", "customer_code", "created_at"),
+    )
+    order_id: Mapped[str] = mapped_column(
+        ForeignKey("orders.id", ondelete="CASCADE"), primary_key=True
+    )
+    created_at: Mapped[datetime] = _now()  # = orders.created_at (same transaction)
+    channel: Mapped[str] = mapped_column(String(40))
+    customer_code: Mapped[str] = mapped_column(String(40))
+    status: Mapped[str] = mapped_column(String(30))  # current: = orders.status
+    status_at: Mapped[datetime] = _now()  # when the current status's event was written
+    validated: Mapped[bool] = mapped_column(Boolean, server_default=false())
+    routed: Mapped[bool] = mapped_column(Boolean, server_default=false())
+    approved: Mapped[bool] = mapped_column(Boolean, server_default=false())
+    backordered: Mapped[bool] = mapped_column(Boolean, server_default=false())
+    compensations: Mapped[int] = mapped_column(Integer, server_default="0")
+    dated_deliveries: Mapped[int] = mapped_column(Integer, server_default="0")
+    on_time: Mapped[int] = mapped_column(Integer, server_default="0")
+    ordered_qty: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    shipped_qty: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    received_at: Mapped[datetime] = _now()
+    completed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class OrderStep(Base):
+    """One row per finished step of an order's timeline: a status and the seconds until the
+    order's next status (the KPIs' step times), written by apply_status when the next one
+    comes. Carries the order's KPI filters so a window reads this table alone."""
+
+    __tablename__ = "order_steps"
+    __table_args__ = (
+        Index("ix_order_steps_created", "created_at"),
+        Index("ix_order_steps_order", "order_id"),
+    )
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    order_id: Mapped[str] = mapped_column(ForeignKey("orders.id", ondelete="CASCADE"))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    channel: Mapped[str] = mapped_column(String(40))
+    customer_code: Mapped[str] = mapped_column(String(40))
+    status: Mapped[str] = mapped_column(String(30))
+    seconds: Mapped[float] = mapped_column(Double)
 
 
 class Reservation(Base):

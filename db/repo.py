@@ -17,6 +17,7 @@ from db.models import (
     Invoice,
     Order,
     OrderEvent,
+    OrderFact,
     Product,
     Receivable,
     Replenishment,
@@ -255,7 +256,15 @@ async def record_event(
         .on_conflict_do_nothing(constraint="uq_order_events_step")
         .returning(OrderEvent.id)
     )
-    return result.first() is not None
+    fresh = result.first() is not None
+    if fresh and kind == "compensation":  # rare: the KPIs count them from order_facts
+        await session.execute(
+            text(
+                "UPDATE order_facts SET compensations = compensations + 1 WHERE order_id = :id"
+            ),
+            {"id": order_id},
+        )
+    return fresh
 
 
 @dataclass(frozen=True)
@@ -291,6 +300,49 @@ async def open_order(session: AsyncSession, order: Order, *, actor: str, detail:
             detail=detail,
         )
     )
+    session.add(
+        OrderFact(
+            order_id=order.id,
+            channel=order.channel,
+            customer_code=order.customer_code,
+            status=OrderStatus.RECEIVED.value,
+        )
+    )
+
+
+# The KPI facts of a status change (db/kpis.py), in one statement: the step the order leaves
+# becomes an order_steps row (its seconds until now), and order_facts records what the
+# order reached and its quantities as they stand. Same transaction as the event, so the
+# same now() as its `at`; a replayed step never gets here.
+_FACTS = text(
+    """
+WITH prev AS (
+    SELECT order_id, created_at, channel, customer_code, status, status_at
+    FROM order_facts WHERE order_id = :id FOR UPDATE
+), step AS (
+    INSERT INTO order_steps (order_id, created_at, channel, customer_code, status, seconds)
+    SELECT order_id, created_at, channel, customer_code, status,
+           extract(epoch FROM now() - status_at) FROM prev
+)
+UPDATE order_facts f SET
+    status = CAST(:status AS text), status_at = now(),
+    validated = f.validated OR CAST(:status AS text) = 'validated',
+    routed = f.routed OR CAST(:status AS text) = 'awaiting_approval',
+    approved = f.approved OR CAST(:status AS text) = 'approved',
+    backordered = f.backordered OR CAST(:status AS text) = 'backordered',
+    dated_deliveries = f.dated_deliveries + CASE WHEN CAST(:status AS text) = 'delivered'
+        AND o.requested_delivery_date IS NOT NULL THEN 1 ELSE 0 END,
+    on_time = f.on_time + CASE WHEN CAST(:status AS text) = 'delivered'
+        AND (now() AT TIME ZONE 'UTC')::date <= o.requested_delivery_date THEN 1 ELSE 0 END,
+    completed_at = CASE WHEN CAST(:status AS text) = 'completed' THEN now()
+                        ELSE f.completed_at END,
+    ordered_qty = q.ordered, shipped_qty = q.shipped
+FROM orders o,
+     (SELECT coalesce(sum(quantity), 0) AS ordered, coalesce(sum(shipped_qty), 0) AS shipped
+      FROM order_lines WHERE order_id = :id) q
+WHERE f.order_id = :id AND o.id = :id
+"""
+)
 
 
 async def apply_status(session: AsyncSession, change: StatusChange) -> Moved | None:
@@ -329,6 +381,7 @@ async def apply_status(session: AsyncSession, change: StatusChange) -> Moved | N
             f"order {change.order_id} cannot move from {current} to {change.status.value} "
             f"(step {change.step_key})"
         )
+    await session.execute(_FACTS, {"id": change.order_id, "status": change.status.value})
     moved = Moved(change.order_id, row[0], change.status.value, max(float(row[1]), 0.0))
     notice = notice_for(change.status, change.step_key)
     if notice is not None:  # the customer hears of it once, in this same transaction

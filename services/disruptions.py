@@ -178,7 +178,8 @@ async def substitute_lines(
     s: AsyncSession, order_id: str, sku: str, substitute: str
 ) -> list[OrderLineIn]:
     """The order's lines with every line of `sku` replaced by `substitute` (same quantity),
-    for the amend Update; `substitute` must be one the product lists."""
+    for the amend Update; `substitute` must be one the product lists. Also the API's quick
+    422 before a backordered order's `substitute` Update (whose step checks it again)."""
     lines = (
         await s.scalars(
             select(OrderLine).where(OrderLine.order_id == order_id).order_by(OrderLine.line_no)

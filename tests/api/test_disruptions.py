@@ -224,7 +224,7 @@ async def test_backordered_order_takes_a_substitute_in_one_call(stack: Stack) ->
     assert done["invoice"]["amount"] == "34.00"
     assert (await stack.get(f"/inventory/{cheaper}")).json()["on_hand"] == 97
     await assert_books_balance(stack, sku, cheaper, pricey, other)
-    await _keep_history(stack, "substitution", order_id)
+    await _keep_history(stack, "substitution-v2", order_id)
 
 
 async def _keep_history(stack: Stack, name: str, order_id: str) -> None:

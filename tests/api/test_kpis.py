@@ -1,4 +1,6 @@
-"""KPIs on a hand-seeded history, checked against numbers worked out by hand."""
+"""KPIs on a hand-seeded history, checked against numbers worked out by hand; and the KPI
+facts the status writer keeps as an order moves, checked against the same facts recomputed
+from its timeline."""
 
 from __future__ import annotations
 
@@ -8,8 +10,13 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
 from openpyxl import load_workbook
+from sqlalchemy import text
 
+from db import repo
+from db.kpis import KpiFilter, compute_kpis, refresh_facts
 from db.models import Approval, Order, OrderEvent, OrderLine, RejectedAttempt
+from domain.orders import StatusChange
+from domain.status import OrderStatus
 from tests.utils import Stack
 
 T0 = datetime(2026, 11, 10, 9, 0, tzinfo=UTC)
@@ -42,6 +49,8 @@ APPROVED = [
 
 
 async def _seed(stack: Stack, channel: str, customer: str, sku: str) -> None:
+    seeded: list[str] = []
+
     async def order(events, status, *, shipped, created=T0, requested=None, reason=None, extra=()):
         oid = f"K-{uuid.uuid4().hex[:10]}"
         s.add(
@@ -96,6 +105,7 @@ async def _seed(stack: Stack, channel: str, customer: str, sku: str) -> None:
                     at=created + timedelta(seconds=sec),
                 )
             )
+        seeded.append(oid)
         return oid
 
     async with stack.sessions() as s:
@@ -140,6 +150,8 @@ async def _seed(stack: Stack, channel: str, customer: str, sku: str) -> None:
                 at=T0 + timedelta(hours=1),
             )
         )
+        # Written by hand, not by the status writer: the KPI facts from these timelines.
+        await refresh_facts(s, seeded)
         await s.commit()
 
 
@@ -176,3 +188,94 @@ async def test_kpis_match_hand_checked_numbers(stack: Stack):
     rows = {r[0]: r[1] for r in wb["KPIs"].iter_rows(values_only=True)}
     assert rows["first_pass_rate"] == 0.6667 and rows["orders_received"] == 5
     assert wb["Approval waits"]["A2"].value == "credit_controller"
+
+
+FACTS_ROW = text("SELECT * FROM order_facts WHERE order_id = :id")
+STEPS_ROWS = text(
+    "SELECT status, seconds FROM order_steps WHERE order_id = :id ORDER BY status, seconds"
+)
+
+
+async def test_status_writer_keeps_the_facts_the_timeline_gives(stack: Stack):
+    """An order moved by the real writers (open_order, apply_status, a compensation), one
+    transaction per step as the activities do: its facts and steps are exactly what
+    recomputing them from its timeline gives, and so are the KPIs."""
+    channel = f"kpf-{uuid.uuid4().hex[:6]}"
+    customer = await stack.customer()
+    sku = await stack.product()
+    oid = f"K-{uuid.uuid4().hex[:10]}"
+    async with stack.sessions() as s:
+        order = Order(
+            id=oid,
+            customer_code=customer,
+            channel=channel,
+            subtotal=Decimal(30),
+            order_discount=Decimal(0),
+            total=Decimal(30),
+            currency="CNY",
+            ship_to={},
+            price_rules_version="t",
+            created_by="kpi",
+            requested_delivery_date=datetime.now(UTC).date() + timedelta(days=3),
+        )
+        await repo.open_order(s, order, actor="kpi", detail="")
+        s.add(
+            OrderLine(
+                order_id=oid,
+                line_no=1,
+                sku=sku,
+                quantity=30,
+                list_price=Decimal(1),
+                unit_price=Decimal(1),
+                line_total=Decimal(30),
+                price_rule="list",
+            )
+        )
+        await s.commit()
+    path = [
+        "validated",
+        "awaiting_approval",
+        "awaiting_approval",  # a second approval level stays put
+        "approved",
+        "backordered",
+        "reserved",
+        "picking",
+        "packed",
+        "shipped",
+        "invoiced",
+        "delivered",
+        "completed",
+    ]
+    for i, status in enumerate(path):
+        async with stack.sessions() as s:
+            if status == "shipped":
+                await s.execute(
+                    text("UPDATE order_lines SET shipped_qty = 20 WHERE order_id = :id"),
+                    {"id": oid},
+                )
+            if status == "picking":
+                await repo.record_event(s, oid, "undo:x", status=None, kind="compensation")
+            change = StatusChange(order_id=oid, status=OrderStatus(status), step_key=f"s{i}")
+            assert await repo.apply_status(s, change) is not None
+            # A retried step writes nothing, facts included.
+            assert await repo.apply_status(s, change) is None
+            await s.commit()
+    f = KpiFilter(channel=channel)
+    async with stack.sessions() as s:
+        kept = dict((await s.execute(FACTS_ROW, {"id": oid})).mappings().one())
+        kept_steps = (await s.execute(STEPS_ROWS, {"id": oid})).all()
+        kept_kpis = await compute_kpis(s, f)
+        await refresh_facts(s, [oid])
+        rebuilt = dict((await s.execute(FACTS_ROW, {"id": oid})).mappings().one())
+        rebuilt_steps = (await s.execute(STEPS_ROWS, {"id": oid})).all()
+        rebuilt_kpis = await compute_kpis(s, f)
+        await s.rollback()
+    assert kept == rebuilt
+    assert kept_steps == rebuilt_steps and len(kept_steps) == len(path)
+    assert kept_kpis == rebuilt_kpis
+    assert (kept["status"], kept["routed"], kept["backordered"]) == ("completed", True, True)
+    assert (kept["ordered_qty"], kept["shipped_qty"], kept["compensations"]) == (30, 20, 1)
+    assert (kept["dated_deliveries"], kept["on_time"]) == (1, 1)
+    assert kept_kpis["orders_completed"] == 1 and kept_kpis["fill_rate"] == 0.6667
+    assert kept_kpis["step_seconds"]["awaiting_approval"]["count"] == 2
+    assert kept_kpis["end_to_end_seconds"]["count"] == 1

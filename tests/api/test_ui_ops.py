@@ -10,7 +10,7 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
 from activities.shipping import SimulatedCarrier
-from db.kpis import KpiFilter, compute_kpis, weekly_trends
+from db.kpis import KpiFilter, compute_kpis, refresh_facts, weekly_trends
 from db.models import Order, OrderEvent, OrderLine
 from tests.api.test_production import _made_to_order
 from tests.api.test_ui import console
@@ -210,6 +210,7 @@ async def _order_at(stack: Stack, channel: str, customer: str, sku: str, **o: ob
                     at=at + timedelta(hours=i),
                 )
             )
+        await refresh_facts(s, [order_id])  # a hand-written timeline: its KPI facts
         await s.commit()
 
 
