@@ -484,7 +484,7 @@ class CreditNote(Base):
             postgresql_where="return_id IS NULL",
         ),
         UniqueConstraint("return_id", "invoice_number", name="uq_credit_notes_return_invoice"),
-        CheckConstraint("amount > 0", name="amount_positive"),
+        CheckConstraint("amount >= 0", name="amount_not_negative"),
     )
     number: Mapped[str] = mapped_column(String(40), primary_key=True)
     invoice_number: Mapped[str] = mapped_column(ForeignKey("invoices.number"))

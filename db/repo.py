@@ -313,12 +313,14 @@ async def open_order(session: AsyncSession, order: Order, *, actor: str, detail:
 # The KPI facts of a status change (db/kpis.py), in one statement: the step the order leaves
 # becomes an order_steps row (its seconds until now), and order_facts records what the
 # order reached and its quantities as they stand. Same transaction as the event, so the
-# same now() as its `at`; a replayed step never gets here.
+# same now() as its `at`; a replayed step never gets here. The orders row, locked by the
+# UPDATE before it, serialises the writers of one order (`prev` reads the statement's
+# snapshot, from before this UPDATE: no FOR UPDATE, which would skip the updated row).
 _FACTS = text(
     """
 WITH prev AS (
     SELECT order_id, created_at, channel, customer_code, status, status_at
-    FROM order_facts WHERE order_id = :id FOR UPDATE
+    FROM order_facts WHERE order_id = :id
 ), step AS (
     INSERT INTO order_steps (order_id, created_at, channel, customer_code, status, seconds)
     SELECT order_id, created_at, channel, customer_code, status,

@@ -23,6 +23,10 @@ async def test_reads_bench_small(pg: EmbeddedPostgres, client: Client) -> None:
     assert rows["orders"] == ORDERS
     assert ORDERS < rows["order_lines"] <= 5 * ORDERS
     assert rows["order_events"] > 5 * ORDERS  # a timeline per order, ~10 steps when complete
+    # The KPI facts, as the status writer keeps them: a row per order, a step per status
+    # event but each order's last (the bench's timelines are status events only).
+    assert rows["order_facts"] == ORDERS
+    assert rows["order_steps"] == rows["order_events"] - ORDERS
     assert 0 < rows["shipments"] == rows["invoices"] == rows["receivables"] < ORDERS
     reads = report["reads"]
     for key in (

@@ -123,11 +123,14 @@ def upgrade() -> None:
     op.create_unique_constraint(
         "uq_credit_notes_return_invoice", "credit_notes", ["return_id", "invoice_number"]
     )
-    op.create_check_constraint("amount_positive", "credit_notes", "amount > 0")
+    # Never negative. The previous release (0008) wrote a whole-invoice credit note of 0.00
+    # when it credited a 0.00 invoice (a lost shipment): an issued, numbered document, so it
+    # stays (docs/upgrade.md); today's code writes none for 0.00 (billing.credit_invoice).
+    op.create_check_constraint("amount_not_negative", "credit_notes", "amount >= 0")
 
 
 def downgrade() -> None:
-    op.drop_constraint("amount_positive", "credit_notes", type_="check")
+    op.drop_constraint("amount_not_negative", "credit_notes", type_="check")
     op.execute("DELETE FROM credit_notes WHERE return_id IS NOT NULL")
     op.drop_constraint("uq_credit_notes_return_invoice", "credit_notes", type_="unique")
     op.drop_index("uq_credit_notes_invoice", table_name="credit_notes")
