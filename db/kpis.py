@@ -87,13 +87,17 @@ FROM scope
 """
 
 # Each finished step's seconds until the order's next status (order_steps: written by
-# apply_status when the next status comes; the steps carry their order's filters).
+# apply_status when the next status comes; the steps carry their order's filters). Grouped
+# by hashing (each status's seconds as an array), then one sort per status for both
+# percentiles: sorting the whole window by status first took most of the time.
 STEP_TIMES = f"""
-SELECT status, count(*) AS n,
-       percentile_cont(0.5) WITHIN GROUP (ORDER BY seconds) AS p50,
-       percentile_cont(0.95) WITHIN GROUP (ORDER BY seconds) AS p95
-FROM order_steps st WHERE {WHERE_WINDOW.format(t="st")}
-GROUP BY status ORDER BY status
+SELECT status, n, p[1] AS p50, p[2] AS p95
+FROM (SELECT status, count(*) AS n, array_agg(seconds) AS secs
+      FROM order_steps st WHERE {WHERE_WINDOW.format(t="st")}
+      GROUP BY status) g,
+     LATERAL (SELECT percentile_cont(ARRAY[0.5, 0.95]) WITHIN GROUP (ORDER BY v) AS p
+              FROM unnest(g.secs) v) x
+ORDER BY status
 """
 
 END_TO_END = f"""

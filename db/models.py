@@ -290,6 +290,7 @@ class OrderStep(Base):
     __tablename__ = "order_steps"
     __table_args__ = (
         Index("ix_order_steps_created", "created_at"),
+        Index("ix_order_steps_customer_created", "customer_code", "created_at"),
         Index("ix_order_steps_order", "order_id"),
     )
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)

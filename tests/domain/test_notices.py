@@ -40,6 +40,7 @@ def test_every_shipped_template_renders() -> None:
         assert "SO-1" in subject and body.strip(), path.name
     assert {p.stem for p in TEMPLATES.glob("*.txt")} == {
         "confirmed", "waiting", "shipped", "delayed", "delivered", "disrupted",
+        "return_approved", "return_refused", "return_credited",
     }  # fmt: skip
 
 

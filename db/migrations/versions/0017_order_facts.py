@@ -114,6 +114,9 @@ def upgrade() -> None:
         "ix_order_facts_customer_created", "order_facts", ["customer_code", "created_at"]
     )
     op.create_index("ix_order_steps_created", "order_steps", ["created_at"])
+    op.create_index(
+        "ix_order_steps_customer_created", "order_steps", ["customer_code", "created_at"]
+    )
     op.create_index("ix_order_steps_order", "order_steps", ["order_id"])
 
 
