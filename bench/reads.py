@@ -72,7 +72,7 @@ FROM generate_series(0, {PRODUCTS - 1}) p;
 # The orders i in [lo, hi): created evenly over the year up to now, newest = highest id.
 ORDERS = f"""
 WITH g AS (
-    SELECT i, (i * 7919) % 1000 AS b,
+    SELECT i, (i::bigint * 7919) % 1000 AS b,
            now() - (:n - i) * (interval '365 days' / :n) AS created
     FROM generate_series(:lo, :hi - 1) i
 ), p AS (
@@ -115,7 +115,7 @@ FROM (SELECT id, status, substr(id, 4)::int AS n FROM orders
 
 EVENTS = f"""
 WITH o AS (
-    SELECT id, created_at, (substr(id, 4)::int * 7919) % 1000 AS b FROM orders
+    SELECT id, created_at, (substr(id, 4)::bigint * 7919) % 1000 AS b FROM orders
     WHERE id >= :lo_id AND id < :hi_id
 )
 INSERT INTO order_events (order_id, step_key, at, status, kind, actor, detail)
@@ -183,8 +183,8 @@ SELECT id, 1, (ARRAY{list(APPROVER_ROLES)!r})[1 + substr(id, 4)::int % {len(APPR
             ELSE created_at + interval '6 hours' END
 FROM orders
 WHERE id >= :lo_id AND id < :hi_id
-  AND ((substr(id, 4)::int * 7919) % 1000 < 10
-       OR (substr(id, 4)::int * 7919) % 1000 BETWEEN 80 AND 229)
+  AND ((substr(id, 4)::bigint * 7919) % 1000 < 10
+       OR (substr(id, 4)::bigint * 7919) % 1000 BETWEEN 80 AND 229)
 """
 
 SHIPPED = """

@@ -222,11 +222,10 @@ async def refresh_facts(session: AsyncSession, order_ids: list[str]) -> None:
 
 async def prefer_indexes(session: AsyncSession) -> None:
     """For this transaction only: cost random reads as the cached, SSD-backed database
-    they are (at the default 4, a spinning disk's, PostgreSQL joined a month's orders to
-    the whole timeline by a full scan instead of the (order_id, at) index: 1.4 s vs 0.5 s
-    at 100,000 orders, growing with the history), and sort the timeline in memory rather
-    than on disk (the default 4 MB spilled a month's at 100,000 orders). A KPI request is
-    a rare report: the memory is bounded by its few sorts. docs/performance.md."""
+    they are (at the default 4, a spinning disk's, PostgreSQL reads a month's facts and steps
+    by a full scan rather than their created_at index), and sort each status's step seconds
+    in memory rather than on disk. A KPI request is a rare report: the memory is bounded by
+    its few sorts. docs/performance.md "Reads at scale"."""
     await session.execute(text("SET LOCAL random_page_cost = 1.1"))
     await session.execute(text("SET LOCAL work_mem = '64MB'"))
 

@@ -259,9 +259,7 @@ async def record_event(
     fresh = result.first() is not None
     if fresh and kind == "compensation":  # rare: the KPIs count them from order_facts
         await session.execute(
-            text(
-                "UPDATE order_facts SET compensations = compensations + 1 WHERE order_id = :id"
-            ),
+            text("UPDATE order_facts SET compensations = compensations + 1 WHERE order_id = :id"),
             {"id": order_id},
         )
     return fresh

@@ -143,6 +143,7 @@ ORDER_WORKFLOW_MODULES = (
     "workflows.floor",
     "workflows.fulfilment",
     "workflows.policies",
+    "workflows.substitution",
     "workflows.text",
 )
 

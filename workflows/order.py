@@ -20,6 +20,7 @@ from workflows.context import OrderContext, OrderStopped
 from workflows.delivery import Delivery
 from workflows.fulfilment import Fulfilment
 from workflows.policies import OLD_CANCEL_UPDATE_WAIT
+from workflows.substitution import Substitutions
 
 with workflow.unsafe.imports_passed_through():
     from activities.assessment import AssessmentActivities
@@ -30,6 +31,7 @@ with workflow.unsafe.imports_passed_through():
     from domain.orders import Amendment, CancelRequest, OrderRef, OrderState, OrderWorkflowInput
     from domain.shipping import DeliveryEvent, ExceptionDecision
     from domain.status import SHIPPED_OR_LATER, OrderStatus, can_cancel
+    from domain.substitution import Substitution
 
 
 @workflow.defn(name="OrderWorkflow")
@@ -42,6 +44,10 @@ class OrderWorkflow:
         self.amendments = Amendments(self.ctx, self.approval)
         self.fulfilment = Fulfilment(self.ctx, self.compensations)
         self.delivery = Delivery(self.ctx)
+        # Orders since "combined-steps-v2": one patch marker stands for both
+        # "combined-steps" and "first-pass-undo" (each marker costs two history events).
+        self.first_pass_undo = False
+        self.substitutions = Substitutions(self.ctx, self.amendments, self.fulfilment)
 
     # ---- the life of an order -------------------------------------------------------
 
@@ -62,7 +68,7 @@ class OrderWorkflow:
     async def _pipeline(self) -> None:
         ctx = self.ctx
         assessment, first = await self._assess()
-        if first is not None and workflow.patched("first-pass-undo"):
+        if first is not None and (self.first_pass_undo or workflow.patched("first-pass-undo")):
             # The first pass reserved (and picked and packed) in the assessment's own step:
             # a cancel accepted meanwhile stops the order before fulfilment takes over, and
             # must still give that stock back.
@@ -99,8 +105,12 @@ class OrderWorkflow:
         """Validate, price, check credit and route approvals. Since combined steps, a
         touchless order is also reserved and packed in that same step (`Prepared`)."""
         ctx = self.ctx
-        # Orders started before combined steps existed replay their steps one by one.
-        ctx.combined = workflow.patched("combined-steps")
+        # Orders started before combined steps existed replay their steps one by one;
+        # orders from before "combined-steps-v2" replay their two markers.
+        if workflow.patched("combined-steps-v2"):
+            ctx.combined = self.first_pass_undo = True
+        else:
+            ctx.combined = workflow.patched("combined-steps")
         assess = AssessRequest(
             order_id=ctx.order_id,
             routing=ctx.inp.routing,
@@ -251,6 +261,19 @@ class OrderWorkflow:
         if problem is not None:
             raise problem
 
+    @workflow.update(name="substitute")
+    async def substitute(self, sub: Substitution) -> OrderState:
+        """A backordered order's lines of one SKU take a substitute (workflows/
+        substitution.py); answers once the order has reserved again with it."""
+        await self.substitutions.apply(sub)
+        return self.state()
+
+    @substitute.validator
+    def _validate_substitute(self, sub: Substitution) -> None:
+        problem = self.substitutions.problem(sub)
+        if problem is not None:
+            raise problem
+
     @workflow.update(name="resolve_exception")
     async def resolve_exception(self, d: ExceptionDecision) -> OrderState:
         """Ops' decision on a carrier exception: `lost` credits that shipment's invoice and
@@ -288,12 +311,20 @@ class OrderWorkflow:
                 return
         if self.ctx.started and not self.ctx.finished and floor.awaiting is None:
             # Between two steps (the list was just written, the workflow not yet waiting).
-            raise ApplicationError(f"order {self.ctx.order_id} is busy", type="NotReady")
+            raise ApplicationError(
+                f"order {self.ctx.order_id} is busy: try again in a moment", type="NotReady"
+            )
         raise ApplicationError(
             f"order {self.ctx.order_id} is {self.ctx.status.value}: it waits for no pick "
             f"confirmation on pick list {c.batch_id}",
             type="NothingPending",
         )
+
+    @workflow.signal(name="confirm_pick_later")
+    def confirm_pick_later(self, c: PickConfirmation) -> None:
+        """A pick confirmation the API could not hand over as an Update (the order was
+        between two steps): durable in the history, taken when the order waits for it."""
+        self.fulfilment.floor.take_early(c)
 
     @workflow.update(name="give_packages")
     async def give_packages(self, p: PackagesGiven) -> OrderState:
@@ -310,6 +341,12 @@ class OrderWorkflow:
         floor = self.fulfilment.floor
         if floor.awaiting == "packages" and floor.packages is None:
             return
+        if floor.awaiting == "pick" and floor.confirmation is not None:
+            # The pick is being recorded (the database may already say packed).
+            raise ApplicationError(
+                f"order {self.ctx.order_id} is recording its pick: try again in a moment",
+                type="NotReady",
+            )
         raise ApplicationError(
             f"order {self.ctx.order_id} is {self.ctx.status.value}: it waits for no packages",
             type="NothingPending",
