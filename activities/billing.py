@@ -149,7 +149,10 @@ class BillingActivities(DbActivities):
 
 async def credit_invoice(s: AsyncSession, inv: Invoice, reason: str) -> bool:
     """A credit note for what is left of the invoice (returns may have credited part of
-    it already), once; it clears the open receivable."""
+    it already), once; it clears the open receivable. The order's row lock queues it behind a
+    return's credit (activities/returns.py takes the same lock) so the two never both credit
+    the same remainder."""
+    await s.execute(select(Order.id).where(Order.id == inv.order_id).with_for_update())
     returned = await s.scalar(
         select(func.coalesce(func.sum(CreditNote.amount), 0)).where(
             CreditNote.invoice_number == inv.number, CreditNote.return_id.is_not(None)

@@ -49,7 +49,7 @@ class SubstitutionActivities(DbActivities):
                 )
             ).all()
             targets = sorted((ln for ln in lines if ln.sku == req.sku), key=lambda ln: ln.line_no)
-            problems = await _check(s, order, req, bool(targets))
+            problems = await _check(s, order, req, bool(targets), {ln.sku for ln in lines})
             if problems:
                 return SubstituteResult(ok=False, problems=problems)
             refused = await _refusal(s, targets)
@@ -107,7 +107,7 @@ class SubstitutionActivities(DbActivities):
 
 
 async def _check(
-    s: AsyncSession, order: Order, req: SubstituteRequest, has_line: bool
+    s: AsyncSession, order: Order, req: SubstituteRequest, has_line: bool, on_order: set[str]
 ) -> list[Problem]:
     """What is wrong with the request itself (a 422 naming the field)."""
     if not has_line:
@@ -116,6 +116,16 @@ async def _check(
                 loc=["sku"],
                 code="not_on_order",
                 message=f"sku: order {order.id} has no line of {req.sku}",
+            )
+        ]
+    if req.substitute in on_order:
+        # One line per SKU (as at entry): picking, shortages and prices go by SKU.
+        return [
+            Problem(
+                loc=["substitute"],
+                code="substitute_on_order",
+                message=f"substitute: {req.substitute} is already on order {order.id}; "
+                "amend that line's quantity instead",
             )
         ]
     offered = await substitutes(s, req.sku)

@@ -188,7 +188,8 @@ async def unrestock_to_quarantine(
             )
         )
         await hold_returned(session, sku, "quarantine", moved)
-    return moved
+        return moved
+    return 0
 
 
 async def receive(

@@ -237,6 +237,7 @@ class Fulfilment:
                 self.parked = False
             if self.held:  # no wait otherwise: orders without substitutions replay as before
                 await workflow.wait_condition(lambda: not self.held)
+                ctx.checkpoint()  # a cancel accepted meanwhile: no new reservation
             waited += workflow.now() - start
 
     async def _book(self, req: ShipmentRequest) -> Booking:

@@ -309,7 +309,13 @@ class OrderWorkflow:
         if floor.awaiting == "pick" and floor.confirmation is None:
             if floor.current is not None and floor.current.batch_id == c.batch_id:
                 return
-        if self.ctx.started and not self.ctx.finished and floor.awaiting is None:
+        if (
+            self.ctx.started
+            and not self.ctx.finished
+            and floor.awaiting is None
+            and self.ctx.inp.warehouse_mode == "manual"
+            and self.ctx.status in (OrderStatus.RESERVED, OrderStatus.PICKING)
+        ):
             # Between two steps (the list was just written, the workflow not yet waiting).
             raise ApplicationError(
                 f"order {self.ctx.order_id} is busy: try again in a moment", type="NotReady"

@@ -28,6 +28,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.returns import ReturnActivities
     from domain.alerts import Notice
     from domain.returns import (
+        RETURN_FINAL,
         Receipt,
         ReturnCancel,
         ReturnDecision,
@@ -327,7 +328,13 @@ class ReturnWorkflow:
     async def cancel(self, c: ReturnCancel) -> ReturnState:
         """Withdraw a return before its goods arrive; answers once it is `cancelled`."""
         self.cancel_request = c
-        await workflow.wait_condition(lambda: self.status == ReturnStatus.CANCELLED)
+        # Any end: the approval timer may have begun refusing it just before the cancel came.
+        await workflow.wait_condition(lambda: self.status in RETURN_FINAL)
+        if self.status != ReturnStatus.CANCELLED:
+            raise ApplicationError(
+                f"return {self.inp.rma_id} ended {self.status.value} before the cancel took effect",
+                type="NothingPending",
+            )
         return self.state()
 
     @cancel.validator

@@ -79,7 +79,8 @@ class Substitutions:
         problem = self.problem(sub)
         if problem is not None:
             raise problem
-        self.busy = True
+        # ctx.amending: an amendment waits for the substitution, as it does for another.
+        self.busy = ctx.amending = True
         fulfilment.held = True
         if self.covered is None:
             self.covered = ctx.total
@@ -100,7 +101,7 @@ class Substitutions:
                 summary=one_line(f"substitute {sub.substitute} for {sub.sku} (by {sub.by})"),
             )
         finally:
-            self.busy = False
+            self.busy = ctx.amending = False
             fulfilment.held = False
         if result.problems:
             raise ApplicationError(

@@ -194,6 +194,15 @@ async def test_backordered_order_takes_a_substitute_in_one_call(stack: Stack) ->
     )
     assert r.status_code == 422, r.text
     assert r.json()["detail"][0]["loc"][-1] == "substitute" and "unavailable" in r.text
+    # Listed, but already on the order: one line per SKU, so a 422 naming it.
+    async with stack.sessions() as s:
+        s.add(ProductSubstitute(sku=sku, position=9, substitute_sku=other))
+        await s.commit()
+    r = await stack.post(
+        f"/orders/{order_id}/substitute", {"sku": sku, "substitute": other}, role="sales"
+    )
+    assert r.status_code == 422, r.text
+    assert r.json()["detail"][0]["loc"][-1] == "substitute" and "already on" in r.text
 
     r = await stack.post(
         f"/orders/{order_id}/substitute", {"sku": sku, "substitute": cheaper}, role="sales"
