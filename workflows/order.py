@@ -314,7 +314,9 @@ class OrderWorkflow:
             and not self.ctx.finished
             and floor.awaiting is None
             and self.ctx.inp.warehouse_mode == "manual"
-            and self.ctx.status in (OrderStatus.RESERVED, OrderStatus.PICKING)
+            # between reserving and its list, or waiting to reserve it again (short pick)
+            and self.ctx.status
+            in (OrderStatus.BACKORDERED, OrderStatus.RESERVED, OrderStatus.PICKING)
         ):
             # Between two steps (the list was just written, the workflow not yet waiting).
             raise ApplicationError(
