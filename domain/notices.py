@@ -10,7 +10,7 @@ from typing import Annotated
 from pydantic import StringConstraints
 
 from domain.base import Model
-from domain.status import OrderStatus
+from domain.status import FINAL_STATUSES, OrderStatus
 from domain.types import Code40, SaneDate, line
 
 # The events a customer hears about. "confirmed" is the first reservation of the whole
@@ -37,20 +37,7 @@ STATUS_EVENTS: dict[OrderStatus, str] = {
 }
 RECEIVERS = ("email", "webhook", "channel")
 # An order is "delayed" while it is still on its way to the customer past its requested date.
-NOT_YET_DELIVERED = frozenset(
-    {
-        OrderStatus.RECEIVED,
-        OrderStatus.VALIDATED,
-        OrderStatus.AWAITING_APPROVAL,
-        OrderStatus.APPROVED,
-        OrderStatus.RESERVED,
-        OrderStatus.BACKORDERED,
-        OrderStatus.PICKING,
-        OrderStatus.PACKED,
-        OrderStatus.SHIPPED,
-        OrderStatus.INVOICED,
-    }
-)
+NOT_YET_DELIVERED = frozenset(OrderStatus) - FINAL_STATUSES - {OrderStatus.DELIVERED}
 
 
 def notice_for(status: OrderStatus, step_key: str) -> tuple[str, str] | None:
