@@ -36,6 +36,11 @@ from services.config import Settings
 from workers.main import precompile_workflows
 
 POLL_SECONDS = 0.25
+# The catch-all look (every order that changed lately, whatever its status: final ones,
+# backorders) is made this often; the orders the bench acts on (invoiced, awaiting approval)
+# are looked for at every poll. An order's end is stamped from its `updated_at`, not from
+# when the bench saw it, so a slower catch-all changes no latency.
+FULL_POLL_SECONDS = 1.0
 PIPELINE_STEPS = 9  # validate+route, reserve, pick, pack, book, ship, invoice, deliver, complete
 MIXES = {
     "realistic": {"touchless": 0.80, "approval": 0.10, "invalid": 0.05, "short": 0.05},
@@ -187,6 +192,10 @@ class Run:
     # CPU seconds each part of the stack spent during the run (user + system).
     cpu: dict[str, float] = field(default_factory=dict)
     swept_at: float = 0.0
+    full_at: float = 0.0
+    # What the bench's own looking cost the API: list requests and the items they returned.
+    list_requests: int = 0
+    listed_items: int = 0
     # POSTs sent again after a transport error (same Idempotency-Key).
     retries: Counter[str] = field(default_factory=Counter)
     # (seconds since start, {role: RSS MB}) every RSS_SAMPLE_S, for the soak's slope.
@@ -380,24 +389,19 @@ async def _poll_once(
 ) -> tuple[str | None, bool]:
     by_id.update({p.order_id: p for p in plans.values() if p.order_id})
     polled_at = datetime.now().astimezone()
-    cursor = None
-    while True:
-        params: dict[str, Any] = {"channel": run.channel, "limit": 500}
-        if since:
-            params["updated_since"] = since
-        if cursor:
-            params["cursor"] = cursor
-        page = (await http.get(f"{run.api}/orders", params=params, headers=run.h("admin"))).json()
-        # Approvers and the carrier act on many orders at once, as they would.
-        await asyncio.gather(
-            *(_act(http, run, item, by_id, approved, delivered, final) for item in page["items"])
-        )
-        cursor = page["next_cursor"]
-        if not cursor:
-            break
-    # Overlap: a change is stamped when its transaction began, which can be seconds
-    # before it commits on a loaded machine; stragglers are then asked for one by one.
-    since = (polled_at - timedelta(seconds=5)).isoformat()
+    # What the bench acts on, at every poll: the orders waiting for the carrier's delivery
+    # or for an approval (each is in that status only until the bench has acted).
+    looks: list[dict[str, Any]] = [{"status": "invoiced"}, {"status": "awaiting_approval"}]
+    full = time.monotonic() - run.full_at >= FULL_POLL_SECONDS
+    if full:
+        run.full_at = time.monotonic()
+        looks.append({"updated_since": since} if since else {})
+    for look in looks:
+        await _list_and_act(http, run, look, by_id, approved, delivered, final)
+    if full:
+        # Overlap: a change is stamped when its transaction began, which can be seconds
+        # before it commits on a loaded machine; stragglers are then asked for one by one.
+        since = (polled_at - timedelta(seconds=5)).isoformat()
     await _sweep_stragglers(http, run, plans, by_id, approved, delivered, final)
     if not replenished and any(
         p.kind == "short" and p.status == "backordered" for p in plans.values()
@@ -411,6 +415,32 @@ async def _poll_once(
         )
         replenished = True
     return since, replenished
+
+
+async def _list_and_act(
+    http: httpx.AsyncClient,
+    run: Run,
+    look: dict[str, Any],
+    by_id: dict[str, Plan],
+    approved: set[str],
+    delivered: set[str],
+    final: set[str],
+) -> None:
+    cursor = None
+    while True:
+        params: dict[str, Any] = {"channel": run.channel, "limit": 500, **look}
+        if cursor:
+            params["cursor"] = cursor
+        page = (await http.get(f"{run.api}/orders", params=params, headers=run.h("admin"))).json()
+        run.list_requests += 1
+        run.listed_items += len(page["items"])
+        # Approvers and the carrier act on many orders at once, as they would.
+        await asyncio.gather(
+            *(_act(http, run, item, by_id, approved, delivered, final) for item in page["items"])
+        )
+        cursor = page["next_cursor"]
+        if not cursor:
+            break
 
 
 async def _sweep_stragglers(
@@ -684,6 +714,12 @@ def _report(run: Run, plans: dict[str, Plan], channel: str) -> dict[str, Any]:
         },
         "errors": dict(run.errors),
         "intake_retries": dict(run.retries),
+        # The bench's own looking, which the API's CPU per order includes.
+        "polling": {
+            "list_requests": run.list_requests,
+            "listed_items": run.listed_items,
+            "items_per_order": round(run.listed_items / max(len(plans), 1), 1),
+        },
         "peak_rss_mb": {k: round(v, 1) for k, v in run.rss.items()},
         # CPU milliseconds per order each part of the stack spent (bench excluded).
         "cpu_ms_per_order": {

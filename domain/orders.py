@@ -116,6 +116,16 @@ class OrderWorkflowInput(Model):
     warehouse_mode: Literal["auto", "manual"] = "auto"
     pick_sla_seconds: float = 30 * 60
     pack_sla_seconds: float = 30 * 60
+    # The workflow generation the order was started for (`PIPELINE`). Orders from before it
+    # existed carry 0 and replay through their `workflow.patched()` markers; an order
+    # started at 3 takes the combined steps with no patch marker at all (a marker costs two
+    # history events and a visibility write per order: docs/performance.md).
+    pipeline: int = 0
+
+
+# The generation new orders start with (OrderWorkflowInput.pipeline); 3 = combined steps,
+# the patch "combined-steps-v2" known from the input instead of from a marker.
+PIPELINE = 3
 
 
 class OrderRef(Model):

@@ -106,8 +106,9 @@ class OrderWorkflow:
         touchless order is also reserved and packed in that same step (`Prepared`)."""
         ctx = self.ctx
         # Orders started before combined steps existed replay their steps one by one;
-        # orders from before "combined-steps-v2" replay their two markers.
-        if workflow.patched("combined-steps-v2"):
+        # orders from before "combined-steps-v2" replay their two markers, orders from
+        # before `PIPELINE` 3 their one; new orders know it from their input, no marker.
+        if ctx.inp.pipeline >= 3 or workflow.patched("combined-steps-v2"):
             ctx.combined = self.first_pass_undo = True
         else:
             ctx.combined = workflow.patched("combined-steps")

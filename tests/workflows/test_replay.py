@@ -35,8 +35,9 @@ SCENARIOS = (
     "partial_shipment",
 )
 # "" = steps one by one; "-combined" = combined steps (patch "combined-steps"); "-v2" =
-# the same with one patch marker ("combined-steps-v2"), current.
-GENERATIONS = ("", "-combined", "-v2")
+# the same with one patch marker ("combined-steps-v2"); "-v3" = the same known from the
+# input (`OrderWorkflowInput.pipeline` 3, no marker), current.
+GENERATIONS = ("", "-combined", "-v2", "-v3")
 RECORD = os.environ.get("ORDERFLOW_RECORD_HISTORIES") == "1"
 # Manual warehouse mode (recorded by tests/api/test_warehouse.py): a full pick, confirm and
 # pack run, and a short pick shipping partially (before and after its stock_discrepancy
