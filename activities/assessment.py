@@ -4,14 +4,15 @@
 from __future__ import annotations
 
 from datetime import UTC, date, datetime
+from typing import Any
 
-from sqlalchemy import case, delete, func, literal, select
+from sqlalchemy import Row, bindparam, delete, func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio import activity
 
 from activities.base import DbActivities
 from db import repo
-from db.models import Customer, Order, OrderEvent, OrderLine, Receivable
+from db.models import Customer, Order, OrderEvent, OrderLine
 from db.quotes import line_rows, quote
 from domain.approvals import ApprovalLevel, Assessment, AssessRequest, RoutingRule
 from domain.credit import CreditVerdict, assess_credit
@@ -31,6 +32,30 @@ from domain.routing import RoutingFacts, facts_to_json, route
 from domain.scopes import MAX_FIRST_ORDERS
 from domain.status import OrderStatus
 
+# What the assessment reads of an order and its customer, in one row (no ORM objects: the
+# hot path of every order).
+_ASSESSED = (
+    select(
+        Order.id,
+        Order.customer_code,
+        Order.channel,
+        Order.total,
+        Order.special_instructions,
+        Order.created_at,
+        Customer.code,
+        Customer.tier,
+        Customer.status,
+        Customer.credit_limit,
+    )
+    .join(Customer, Customer.code == Order.customer_code)
+    .where(Order.id == bindparam("order_id"))
+)
+_ROUTING_FACTS = (
+    update(Order)
+    .where(Order.id == bindparam("order_id"))
+    .values(routing_facts=bindparam("facts", type_=Order.routing_facts.type))
+)
+
 
 class AssessmentActivities(DbActivities):
     @activity.defn(name="intake.assess_order")
@@ -38,8 +63,8 @@ class AssessmentActivities(DbActivities):
         """Credit check and routing; marks the order validated (and approved when touchless)."""
         today = datetime.now(UTC).date()
         async with self.tx() as s:
-            order = await s.get_one(Order, ref.order_id)
-            customer = await s.get_one(Customer, order.customer_code)
+            # One row serves as both the order and its customer (_route reads the columns).
+            order = customer = (await s.execute(_ASSESSED, {"order_id": ref.order_id})).one()
             if customer.status != "active":
                 problem = Problem(
                     loc=["customer_code"],
@@ -121,14 +146,24 @@ class AssessmentActivities(DbActivities):
 
 async def _route(
     s: AsyncSession,
-    order: Order,
-    customer: Customer,
+    order: Order | Row[*tuple[Any, ...]],
+    customer: Customer | Row[*tuple[Any, ...]],
     routing: list[RoutingRule],
     grace_days: int,
     today: date,
 ) -> tuple[CreditVerdict, list[ApprovalLevel]]:
     """Credit check and approval routing of an order as it stands."""
-    lines = (await s.scalars(select(OrderLine).where(OrderLine.order_id == order.id))).all()
+    lines = (
+        await s.execute(
+            select(
+                OrderLine.line_no,
+                OrderLine.sku,
+                OrderLine.unit_price,
+                OrderLine.below_floor,
+                OrderLine.discount_beyond_max,
+            ).where(OrderLine.order_id == order.id)
+        )
+    ).all()
     credit = await repo.load_credit(s, customer.code, today, exclude_order=order.id)
     verdict = assess_credit(customer.credit_limit, credit, order.total, grace_days)
     reasons = {
@@ -154,36 +189,47 @@ async def _route(
         customer=await _customer_record(s, order, customer.tier, today),
     )
     # Kept for the rules' dry run; an idempotent overwrite (a retry computes the same).
-    order.routing_facts = facts_to_json(facts)
+    await s.execute(_ROUTING_FACTS, {"order_id": order.id, "facts": facts_to_json(facts)})
     return verdict, route(facts, routing)
 
 
-async def _customer_record(s: AsyncSession, order: Order, tier: str, today: date) -> CustomerRecord:
+# What rule scopes read of a customer (_customer_record): its orders before this one, counted
+# up to the largest "first N orders" a scope may name (by ix_orders_customer_created), the
+# first one's date, and the last day a payment was late (paid after its due date, or still
+# open past it: today).
+_RECORD = text(
+    """
+SELECT count(*), min(earlier.created_at),
+    (SELECT max(CASE
+                WHEN r.paid_at > r.due_date THEN r.paid_at
+                WHEN r.paid_at IS NULL AND r.open_amount > 0 AND r.due_date < CAST(:today AS date)
+                THEN CAST(:today AS date)
+            END)
+     FROM receivables r WHERE r.customer_code = :customer)
+FROM (SELECT created_at FROM orders
+      WHERE customer_code = :customer AND created_at < :created
+      ORDER BY created_at LIMIT :first) earlier
+"""
+)
+
+
+async def _customer_record(
+    s: AsyncSession, order: Order | Row[*tuple[Any, ...]], tier: str, today: date
+) -> CustomerRecord:
     """What rule scopes read, in one round trip: the customer's orders before this one
     (counted up to the largest "first N orders" a scope may name, by
     ix_orders_customer_created) and the last day a payment was late."""
-    earlier = (
-        select(Order.created_at)
-        .where(Order.customer_code == order.customer_code, Order.created_at < order.created_at)
-        .order_by(Order.created_at)
-        .limit(MAX_FIRST_ORDERS)
-        .subquery()
-    )
-    late_on = case(
-        (Receivable.paid_at > Receivable.due_date, Receivable.paid_at),
-        (
-            (Receivable.paid_at.is_(None))
-            & (Receivable.open_amount > 0)
-            & (Receivable.due_date < today),
-            literal(today),
-        ),
-    )
-    last_late = (
-        select(func.max(late_on))
-        .where(Receivable.customer_code == order.customer_code)
-        .scalar_subquery()
-    )
-    row = (await s.execute(select(func.count(), func.min(earlier.c.created_at), last_late))).one()
+    row = (
+        await s.execute(
+            _RECORD,
+            {
+                "customer": order.customer_code,
+                "created": order.created_at,
+                "first": MAX_FIRST_ORDERS,
+                "today": today,
+            },
+        )
+    ).one()
     return CustomerRecord(
         tier=tier,
         channel=order.channel,

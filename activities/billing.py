@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import Row, func, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio import activity
@@ -14,17 +15,69 @@ from activities.base import DbActivities
 from db import repo
 from db.models import (
     CreditNote,
-    Customer,
     Invoice,
     Order,
-    OrderLine,
     Receivable,
-    Reservation,
 )
 from domain.fulfilment import Compensation
 from domain.money import fmt, q2
 from domain.orders import OrderRef, StatusChange
 from domain.status import OrderStatus, wave_key
+
+# The order (locked) and what its invoice needs of the customer.
+_ORDER = text(
+    """
+SELECT o.customer_code, o.total, o.order_discount, o.currency, c.payment_terms_days
+FROM orders o JOIN customers c ON c.code = o.customer_code
+WHERE o.id = :order
+FOR UPDATE OF o
+"""
+)
+
+# In one round trip: the invoice if it was posted before (a retried step), the value the
+# shipment took out, what is still to ship and the order's value, and what the shipments
+# before it were billed.
+_INVOICE_FACTS = text(
+    """
+SELECT i.amount, i.due_date, shipped.value AS shipped_value, lines.outstanding,
+       lines.ordered_value, billed.amount AS billed
+FROM (SELECT coalesce(sum(l.unit_price * r.quantity), 0) AS value
+      FROM reservations r JOIN order_lines l ON l.id = r.order_line_id
+      WHERE r.order_id = :order AND r.status = 'consumed' AND r.shipment_no = :no) shipped
+CROSS JOIN (SELECT coalesce(sum(quantity - shipped_qty), 0) AS outstanding,
+                   coalesce(sum(unit_price * quantity), 0) AS ordered_value
+            FROM order_lines WHERE order_id = :order) lines
+CROSS JOIN (SELECT coalesce(sum(amount), 0) AS amount
+            FROM invoices WHERE order_id = :order AND shipment_no < :no) billed
+LEFT JOIN invoices i ON i.number = :number
+"""
+)
+
+# The invoice and the receivable it opens, in one statement.
+_POST = text(
+    """
+WITH inv AS (
+    INSERT INTO invoices (number, order_id, customer_code, shipment_no, amount, due_date,
+                          credited)
+    VALUES (:number, :order, :customer, :no, :amount, :due, false)
+    RETURNING number
+)
+INSERT INTO receivables (invoice_number, customer_code, amount, open_amount, due_date)
+SELECT number, :customer, :amount, :amount, :due FROM inv
+"""
+)
+
+
+def _amount(order: Row[*tuple[Any, ...]], facts: Row[*tuple[Any, ...]]) -> Decimal:
+    """What the shipment's invoice bills: its goods less their share of the order discount;
+    the invoice that completes the order bills what is left of the total."""
+    if facts.outstanding == 0:
+        return q2(order.total - Decimal(facts.billed))
+    shipped_value, ordered_value = Decimal(facts.shipped_value), Decimal(facts.ordered_value)
+    discount = (
+        q2(order.order_discount * shipped_value / ordered_value) if ordered_value else Decimal(0)
+    )
+    return q2(shipped_value - discount)
 
 
 def invoice_number(order_id: str, shipment_no: int = 1) -> str:
@@ -41,82 +94,40 @@ class BillingActivities(DbActivities):
         number = invoice_number(ref.order_id, ref.shipment_no)
         async with self.tx() as s:
             # The order row lock serialises the invoices of one order.
-            order = await s.get_one(Order, ref.order_id, with_for_update=True)
-            customer = await s.get_one(Customer, order.customer_code)
-            existing = await s.get(Invoice, number)
-            if existing is None:
-                amount = await self._amount(s, order, ref.shipment_no)
-                due = datetime.now(UTC).date() + timedelta(days=customer.payment_terms_days)
-                s.add(
-                    Invoice(
-                        number=number,
-                        order_id=order.id,
-                        customer_code=customer.code,
-                        shipment_no=ref.shipment_no,
-                        amount=amount,
-                        due_date=due,
-                    )
+            order = (await s.execute(_ORDER, {"order": ref.order_id})).one()
+            # Read once the lock is held: an invoice another attempt wrote is seen.
+            facts = (
+                await s.execute(
+                    _INVOICE_FACTS,
+                    {"order": ref.order_id, "number": number, "no": ref.shipment_no},
                 )
-                await s.flush()
-                s.add(
-                    Receivable(
-                        invoice_number=number,
-                        customer_code=customer.code,
-                        amount=amount,
-                        open_amount=amount,
-                        due_date=due,
-                    )
+            ).one()
+            if facts.amount is None:
+                amount = _amount(order, facts)
+                due = datetime.now(UTC).date() + timedelta(days=order.payment_terms_days)
+                await s.execute(
+                    _POST,
+                    {
+                        "number": number,
+                        "order": ref.order_id,
+                        "customer": order.customer_code,
+                        "no": ref.shipment_no,
+                        "amount": amount,
+                        "due": due,
+                    },
                 )
             else:
-                amount, due = existing.amount, existing.due_date
+                amount, due = facts.amount, facts.due_date
             await repo.apply_status(
                 s,
                 StatusChange(
-                    order_id=order.id,
+                    order_id=ref.order_id,
                     status=OrderStatus.INVOICED,
                     step_key=wave_key("invoiced", ref.shipment_no),
                     detail=f"invoice {number} for {fmt(amount)} {order.currency}, due {due}",
                 ),
             )
             return number
-
-    @staticmethod
-    async def _amount(s: AsyncSession, order: Order, shipment_no: int) -> Decimal:
-        shipped_value = (
-            await s.execute(
-                select(func.coalesce(func.sum(OrderLine.unit_price * Reservation.quantity), 0))
-                .select_from(Reservation)
-                .join(OrderLine, OrderLine.id == Reservation.order_line_id)
-                .where(
-                    Reservation.order_id == order.id,
-                    Reservation.status == "consumed",
-                    Reservation.shipment_no == shipment_no,
-                )
-            )
-        ).scalar_one()
-        outstanding, ordered_value = (
-            await s.execute(
-                select(
-                    func.coalesce(func.sum(OrderLine.quantity - OrderLine.shipped_qty), 0),
-                    func.coalesce(func.sum(OrderLine.unit_price * OrderLine.quantity), 0),
-                ).where(OrderLine.order_id == order.id)
-            )
-        ).one()
-        if outstanding == 0:
-            billed = (
-                await s.execute(
-                    select(func.coalesce(func.sum(Invoice.amount), 0)).where(
-                        Invoice.order_id == order.id, Invoice.shipment_no < shipment_no
-                    )
-                )
-            ).scalar_one()
-            return q2(order.total - Decimal(billed))
-        discount = (
-            q2(order.order_discount * Decimal(shipped_value) / Decimal(ordered_value))
-            if ordered_value
-            else Decimal(0)
-        )
-        return q2(Decimal(shipped_value) - discount)
 
     @activity.defn(name="billing.credit_note")
     async def credit_note(self, comp: Compensation) -> None:

@@ -5,8 +5,9 @@ may be reserved in several goes, one row each, numbered by `seq`)."""
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import Row, func, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio import activity
@@ -17,6 +18,19 @@ from db.models import OrderLine, Product, ProductionOrder, Reservation
 from domain.fulfilment import Compensation, ReserveResult
 from domain.orders import OrderRef, StatusChange
 from domain.status import OrderStatus, wave_key
+
+# What a line took: its reservation row (the line's next `seq`) and the line's reserved
+# quantity, in one statement (the line is locked by the reservation's SELECT ... FOR UPDATE).
+_RESERVED = text(
+    """
+WITH r AS (
+    INSERT INTO reservations (order_id, order_line_id, sku, quantity, status, seq)
+    SELECT :order, :line, :sku, CAST(:qty AS integer), 'active', count(*) + 1
+    FROM reservations WHERE order_line_id = :line
+)
+UPDATE order_lines SET reserved_qty = reserved_qty + CAST(:qty AS integer) WHERE id = :line
+"""
+)
 
 
 class InventoryActivities(DbActivities):
@@ -30,32 +44,36 @@ class InventoryActivities(DbActivities):
             # Lock in SKU order (lines, then each stock row) so two orders sharing SKUs can
             # never deadlock; the locked lines also make a retried reservation a no-op.
             lines = (
-                await s.scalars(
-                    select(OrderLine)
+                await s.execute(
+                    select(
+                        OrderLine.id,
+                        OrderLine.order_id,
+                        OrderLine.sku,
+                        OrderLine.quantity,
+                        OrderLine.reserved_qty,
+                        OrderLine.shipped_qty,
+                        Product.make_to_order,
+                    )
+                    .join(Product, Product.sku == OrderLine.sku)
                     .where(OrderLine.order_id == ref.order_id)
                     .order_by(OrderLine.sku)
-                    .with_for_update()
+                    .with_for_update(of=OrderLine)
                 )
             ).all()
-            made_to_order = set(
-                await s.scalars(
-                    select(Product.sku).where(
-                        Product.sku.in_({ln.sku for ln in lines}), Product.make_to_order
-                    )
-                )
-            )
+            ready = 0
             for line in lines:
+                ready += line.reserved_qty
                 need = line.quantity - line.reserved_qty - line.shipped_qty
                 if need <= 0:
                     continue
-                if line.sku in made_to_order:
+                if line.make_to_order:
                     # Made for this order: its production order's completion reserves it.
                     production[line.sku] = await self._production_order(s, line)
                     continue
                 taken = await self._take(s, line, need)
+                ready += taken
                 if taken < need:
                     short[line.sku] = need - taken
-            ready = sum(ln.reserved_qty for ln in lines)
             if short or production:
                 waiting = [f"{k} x{v}" for k, v in sorted(short.items())] + [
                     f"{sku} in production order #{pid}" for sku, pid in sorted(production.items())
@@ -92,30 +110,16 @@ class InventoryActivities(DbActivities):
         )
 
     @staticmethod
-    async def _take(s: AsyncSession, line: OrderLine, need: int) -> int:
+    async def _take(s: AsyncSession, line: Row[*tuple[Any, ...]], need: int) -> int:
         """Reserve up to `need` units of the line's SKU; answers how many it got."""
         taken = await stock.reserve(s, line.sku, need)
-        if taken <= 0:
-            return 0
-        seq = await s.scalar(
-            select(func.count())
-            .select_from(Reservation)
-            .where(Reservation.order_line_id == line.id)
-        )
-        await s.execute(
-            insert(Reservation).values(
-                order_id=line.order_id,
-                order_line_id=line.id,
-                sku=line.sku,
-                quantity=taken,
-                status="active",
-                seq=int(seq or 0) + 1,
+        if taken > 0:
+            await s.execute(
+                _RESERVED, {"order": line.order_id, "line": line.id, "sku": line.sku, "qty": taken}
             )
-        )
-        line.reserved_qty += taken
         return taken
 
-    async def _production_order(self, s: AsyncSession, line: OrderLine) -> int:
+    async def _production_order(self, s: AsyncSession, line: Row[*tuple[Any, ...]]) -> int:
         """The line's production order, created once."""
         due = datetime.now(UTC).date() + timedelta(days=self.settings.production_lead_days)
         await s.execute(

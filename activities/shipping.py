@@ -9,8 +9,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Protocol, TypeVar
 
-from sqlalchemy import func, select, update
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import func, select, text, update
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
@@ -34,6 +33,47 @@ from domain.status import OrderStatus, wave_key
 from services.config import Settings
 
 T = TypeVar("T")
+
+# The goods of a shipment leave, in one statement: the shipment row, once (a retried step
+# finds it and changes nothing else); the order's active reservations consumed by it; their
+# lines' quantities moved from reserved to shipped. Answers the reservations consumed
+# (db/stock.py then writes their units out).
+_SHIPPED = text(
+    """
+WITH shipment AS (
+    INSERT INTO shipments (order_id, shipment_no, tracking_number, carrier, status, packages,
+                           booked_at)
+    VALUES (:order, :no, :tracking, :carrier, 'booked', :packages, :booked_at)
+    ON CONFLICT ON CONSTRAINT uq_shipments_order_no DO NOTHING
+    RETURNING id
+), consumed AS (
+    UPDATE reservations SET status = 'consumed', shipment_no = :no
+    WHERE order_id = :order AND status = 'active' AND EXISTS (SELECT 1 FROM shipment)
+    RETURNING sku, quantity, order_line_id, id
+), lines AS (
+    UPDATE order_lines l
+    SET shipped_qty = l.shipped_qty + c.quantity, reserved_qty = l.reserved_qty - c.quantity
+    FROM (SELECT order_line_id, sum(quantity) AS quantity FROM consumed GROUP BY order_line_id) c
+    WHERE l.id = c.order_line_id
+)
+SELECT sku, quantity, order_line_id, id FROM consumed
+"""
+)
+
+# What the carrier reported, on the shipment; answers its order and how many of the
+# order's shipments are still on their way (this one as it is now, the others as they
+# were when the statement began).
+_TRACKED = text(
+    """
+UPDATE shipments s SET status = :status, delivered_at = :at
+WHERE s.tracking_number = :tracking
+RETURNING s.order_id,
+    (SELECT count(*) FROM shipments o
+     WHERE o.order_id = s.order_id AND o.id <> s.id
+       AND o.status NOT IN ('delivered', 'cancelled', 'lost'))
+    + CASE WHEN s.status NOT IN ('delivered', 'cancelled', 'lost') THEN 1 ELSE 0 END
+"""
+)
 
 
 class Carrier(Protocol):
@@ -155,44 +195,21 @@ class ShippingActivities(DbActivities):
     async def record_shipment(self, rec: ShipmentRecord) -> None:
         """The goods leave: reservations are consumed and on-hand stock goes down, once."""
         async with self.tx() as s:
-            inserted = await s.execute(
-                insert(Shipment)
-                .values(
-                    order_id=rec.order_id,
-                    shipment_no=rec.shipment_no,
-                    tracking_number=rec.booking.tracking_number,
-                    carrier=rec.booking.carrier,
-                    status="booked",
-                    packages=rec.packages,
-                    booked_at=rec.booking.booked_at,
+            consumed = (
+                await s.execute(
+                    _SHIPPED,
+                    {
+                        "order": rec.order_id,
+                        "no": rec.shipment_no,
+                        "tracking": rec.booking.tracking_number,
+                        "carrier": rec.booking.carrier,
+                        "packages": rec.packages,
+                        "booked_at": rec.booking.booked_at,
+                    },
                 )
-                .on_conflict_do_nothing(constraint="uq_shipments_order_no")
-                .returning(Shipment.id)
-            )
-            if inserted.first() is not None:
-                consumed = (
-                    await s.execute(
-                        update(Reservation)
-                        .where(Reservation.order_id == rec.order_id, Reservation.status == "active")
-                        .values(status="consumed", shipment_no=rec.shipment_no)
-                        .returning(
-                            Reservation.sku,
-                            Reservation.quantity,
-                            Reservation.order_line_id,
-                            Reservation.id,
-                        )
-                    )
-                ).all()
-                for sku, qty, line_id, reservation_id in sorted(consumed):
-                    await stock.ship(s, sku, qty, key=f"ship:reservation:{reservation_id}")
-                    await s.execute(
-                        update(OrderLine)
-                        .where(OrderLine.id == line_id)
-                        .values(
-                            shipped_qty=OrderLine.shipped_qty + qty,
-                            reserved_qty=OrderLine.reserved_qty - qty,
-                        )
-                    )
+            ).all()
+            for sku, qty, _, reservation_id in sorted(consumed):
+                await stock.ship(s, sku, qty, key=f"ship:reservation:{reservation_id}")
             await repo.apply_status(
                 s,
                 StatusChange(
@@ -207,29 +224,23 @@ class ShippingActivities(DbActivities):
     @activity.defn(name="shipping.record_delivery")
     async def record_delivery(self, event: DeliveryEvent) -> None:
         async with self.tx() as s:
-            order_id = await s.scalar(
-                update(Shipment)
-                .where(Shipment.tracking_number == event.tracking_number)
-                .values(
-                    status=event.status,
-                    delivered_at=event.at if event.status == "delivered" else None,
+            found = (
+                await s.execute(
+                    _TRACKED,
+                    {
+                        "tracking": event.tracking_number,
+                        "status": event.status,
+                        "at": event.at if event.status == "delivered" else None,
+                    },
                 )
-                .returning(Shipment.order_id)
-            )
-            if order_id is None:
+            ).first()
+            if found is None:
                 raise ApplicationError(
                     f"no shipment {event.tracking_number}",
                     type="UnknownShipment",
                     non_retryable=True,
                 )
-            open_left = await s.scalar(
-                select(func.count())
-                .select_from(Shipment)
-                .where(
-                    Shipment.order_id == order_id,
-                    Shipment.status.not_in(["delivered", "cancelled", "lost"]),
-                )
-            )
+            order_id, open_left = found
             if event.status == "delivered" and not open_left:
                 await repo.apply_status(
                     s,

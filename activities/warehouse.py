@@ -50,26 +50,56 @@ def _attempt_key(key: str, n: int, attempt: int) -> str:
 
 UNITS_PER_PACKAGE = 50
 
+# An order's pick list, in one statement: its reserved lines in bin order, stored once (a
+# retried step keeps the list it made) and answered either way.
+_PICK_LIST = text(
+    """
+WITH picked AS (
+    SELECT coalesce(
+        jsonb_agg(
+            jsonb_build_object('sku', l.sku, 'bin_location', p.bin_location,
+                               'quantity', l.reserved_qty)
+            ORDER BY p.bin_location, l.sku
+        ),
+        '[]'::jsonb
+    ) AS lines
+    FROM order_lines l JOIN products p ON p.sku = l.sku
+    WHERE l.order_id = :order AND l.reserved_qty > 0
+), made AS (
+    INSERT INTO pick_lists (order_id, wave, attempt, status, lines)
+    SELECT :order, :wave, 1, 'open', lines FROM picked
+    ON CONFLICT ON CONSTRAINT uq_pick_lists_order_wave DO NOTHING
+)
+SELECT lines FROM picked
+"""
+)
+
+# The shipment's pick list is packed (once: a retried step finds it packed); answers its
+# units, UNITS_PER_PACKAGE (:per) to a package.
+_PACK = text(
+    """
+WITH pick AS (
+    SELECT id, (SELECT coalesce(sum((e ->> 'quantity')::int), 0)
+                FROM jsonb_array_elements(lines) e) AS units
+    FROM pick_lists WHERE order_id = :order AND wave = :wave
+), packed AS (
+    UPDATE pick_lists l SET status = 'packed',
+        packages = GREATEST(1, CEIL(pick.units / CAST(:per AS numeric)))::int
+    FROM pick WHERE l.id = pick.id AND l.status = 'open'
+)
+SELECT units FROM pick
+"""
+)
+
 
 class WarehouseActivities(DbActivities):
     @activity.defn(name="warehouse.create_pick_list")
     async def create_pick_list(self, ref: OrderRef) -> None:
         """One pick list per order, lines sorted by bin location so the picker walks once."""
         async with self.tx() as s:
-            rows = (
-                await s.execute(
-                    select(OrderLine.sku, Product.bin_location, OrderLine.reserved_qty)
-                    .join(Product, Product.sku == OrderLine.sku)
-                    .where(OrderLine.order_id == ref.order_id, OrderLine.reserved_qty > 0)
-                    .order_by(Product.bin_location, OrderLine.sku)
-                )
-            ).all()
-            lines = [{"sku": sku, "bin_location": b, "quantity": q} for sku, b, q in rows]
-            await s.execute(
-                insert(PickList)
-                .values(order_id=ref.order_id, wave=ref.shipment_no, lines=lines, status="open")
-                .on_conflict_do_nothing(constraint="uq_pick_lists_order_wave")
-            )
+            lines = (
+                await s.scalar(_PICK_LIST, {"order": ref.order_id, "wave": ref.shipment_no})
+            ) or []
             await repo.apply_status(
                 s,
                 StatusChange(
@@ -84,20 +114,15 @@ class WarehouseActivities(DbActivities):
     @activity.defn(name="warehouse.pack")
     async def pack(self, ref: OrderRef) -> PackResult:
         async with self.tx() as s:
-            pick = (
-                await s.scalars(
-                    select(PickList).where(
-                        PickList.order_id == ref.order_id, PickList.wave == ref.shipment_no
+            units = int(
+                (
+                    await s.execute(
+                        _PACK,
+                        {"order": ref.order_id, "wave": ref.shipment_no, "per": UNITS_PER_PACKAGE},
                     )
-                )
-            ).one()
-            units = sum(int(line["quantity"]) for line in pick.lines)
-            packages = max(1, math.ceil(units / UNITS_PER_PACKAGE))
-            await s.execute(
-                update(PickList)
-                .where(PickList.id == pick.id, PickList.status == "open")
-                .values(status="packed", packages=packages)
+                ).scalar_one()
             )
+            packages = max(1, math.ceil(units / UNITS_PER_PACKAGE))
             await repo.apply_status(
                 s,
                 StatusChange(

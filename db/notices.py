@@ -13,7 +13,7 @@ from domain.notices import DELAYED, NOT_YET_DELIVERED
 
 # One statement: the order's customer and channel give 0-3 receivers; an order whose
 # customer and channel have none costs a primary-key join and writes nothing.
-_RECEIVERS = (
+RECEIVERS_SQL = (
     "FROM orders o JOIN customers c ON c.code = o.customer_code "
     "LEFT JOIN channels ch ON ch.name = o.channel "
     "CROSS JOIN LATERAL (VALUES ('email', c.notice_email), ('webhook', c.notice_webhook_url), "
@@ -22,14 +22,14 @@ _RECEIVERS = (
 _QUEUE = text(
     "INSERT INTO customer_notices (order_id, event, event_key, receiver, address) "
     "SELECT o.id, :event, :key, r.receiver, r.address "
-    + _RECEIVERS
+    + RECEIVERS_SQL
     + "WHERE o.id = :id AND r.address IS NOT NULL "
     "ON CONFLICT ON CONSTRAINT uq_customer_notices_event DO NOTHING"
 )
 _QUEUE_DELAYED = text(
     "INSERT INTO customer_notices (order_id, event, event_key, receiver, address) "
     "SELECT o.id, CAST(:event AS varchar), CAST(:event AS varchar), r.receiver, r.address "
-    + _RECEIVERS
+    + RECEIVERS_SQL
     + "WHERE o.status = ANY(:open) AND o.requested_delivery_date < :today "
     "AND r.address IS NOT NULL "
     # Orders told already are skipped, not re-inserted into a conflict every pass.

@@ -14,12 +14,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from db.models import (
     Customer,
     CustomerPrice,
-    Invoice,
     Order,
     OrderEvent,
     OrderFact,
     Product,
-    Receivable,
     Replenishment,
     RoutingRuleRow,
     RuleVersion,
@@ -28,7 +26,7 @@ from db.models import (
 )
 from db.models import Promotion as PromotionRow
 from db.models import QuantityBreak as QuantityBreakRow
-from db.notices import queue_notice
+from db.notices import RECEIVERS_SQL
 from domain.approvals import RoutingRule
 from domain.facts import CreditFacts, CustomerFacts, ProductFacts, StockFacts
 from domain.notices import notice_for
@@ -197,32 +195,42 @@ async def load_stock(session: AsyncSession, skus: Iterable[str]) -> dict[str, St
     return {sku: StockFacts(available=avail, next_receipt=nxt) for sku, avail, nxt in rows}
 
 
+_UNBILLED_OPEN = [s.value for s in UNBILLED_OPEN]
+
+# A customer's credit position in one round trip: its open receivables (sum, oldest due
+# date) and its unbilled open orders (other than :exclude, when given). An open order that
+# shipped part of itself (partial shipment) is billed for that part.
+_CREDIT = text(
+    """
+SELECT
+    (SELECT coalesce(sum(open_amount), 0) FROM receivables
+     WHERE customer_code = :customer AND open_amount > 0),
+    (SELECT min(due_date) FROM receivables
+     WHERE customer_code = :customer AND open_amount > 0),
+    (SELECT coalesce(sum(o.total - (SELECT coalesce(sum(i.amount), 0) FROM invoices i
+                                    WHERE i.order_id = o.id AND i.credited IS false)), 0)
+     FROM orders o
+     WHERE o.customer_code = :customer AND o.status = ANY(:open)
+       AND o.id IS DISTINCT FROM CAST(:exclude AS varchar))
+"""
+)
+
+
 async def load_credit(
     session: AsyncSession, customer_code: str, today: date, exclude_order: str | None = None
 ) -> CreditFacts:
     """Open receivables, unbilled open orders (other than `exclude_order`), worst overdue days."""
     rec = (
         await session.execute(
-            select(
-                func.coalesce(func.sum(Receivable.open_amount), 0),
-                func.min(Receivable.due_date),
-            ).where(Receivable.customer_code == customer_code, Receivable.open_amount > 0)
+            _CREDIT,
+            {
+                "customer": customer_code,
+                "open": _UNBILLED_OPEN,
+                "exclude": exclude_order,
+            },
         )
     ).one()
-    # An open order that shipped part of itself (partial shipment) is billed for that part.
-    billed = (
-        select(func.coalesce(func.sum(Invoice.amount), 0))
-        .where(Invoice.order_id == Order.id, Invoice.credited.is_(False))
-        .correlate(Order)
-        .scalar_subquery()
-    )
-    open_q = select(func.coalesce(func.sum(Order.total - billed), 0)).where(
-        Order.customer_code == customer_code,
-        Order.status.in_([s.value for s in UNBILLED_OPEN]),
-    )
-    if exclude_order is not None:
-        open_q = open_q.where(Order.id != exclude_order)
-    unbilled = await session.scalar(open_q)
+    unbilled = rec[2]
     oldest_due: date | None = rec[1]
     overdue = max((today - oldest_due).days, 0) if oldest_due else 0
     return CreditFacts(
@@ -279,10 +287,6 @@ class IllegalTransition(ValueError):
     """A status the order cannot move to from where it is (domain/status.py `can_move`)."""
 
 
-def _may_come_from(status: OrderStatus) -> list[str]:
-    return [s.value for s in OrderStatus if can_move(s, status)]
-
-
 async def open_order(session: AsyncSession, order: Order, *, actor: str, detail: str) -> None:
     """Store a new order (flushed, so its lines can follow): it starts in `received`, the
     first entry of its timeline."""
@@ -308,12 +312,36 @@ async def open_order(session: AsyncSession, order: Order, *, actor: str, detail:
     )
 
 
-# The KPI facts of a status change (db/kpis.py), in one statement: the step the order leaves
-# becomes an order_steps row (its seconds until now), and order_facts records what the
-# order reached and its quantities as they stand. Same transaction as the event, so the
-# same now() as its `at`; a replayed step never gets here. The orders row, locked by the
-# UPDATE before it, serialises the writers of one order (`prev` reads the statement's
-# snapshot, from before this UPDATE: no FOR UPDATE, which would skip the updated row).
+# A status change's first statement: its timeline event, once per step key, and, when the
+# event is new, the move itself. The subquery locks the orders row (serialising the writers
+# of one order) and reads the status it moves from; a move `can_move` does not allow
+# updates nothing (answers no `previous`).
+_MOVE = text(
+    """
+WITH ev AS (
+    INSERT INTO order_events (order_id, step_key, status, kind, actor, detail)
+    VALUES (:id, :key, :status, 'status', :actor, :detail)
+    ON CONFLICT ON CONSTRAINT uq_order_events_step DO NOTHING
+    RETURNING id
+), moved AS (
+    UPDATE orders o SET status = :status, awaiting_role = :role, updated_at = now()
+    FROM (SELECT id, status, updated_at FROM orders WHERE id = :id FOR UPDATE) old
+    WHERE o.id = old.id AND old.status = ANY(:allowed) AND EXISTS (SELECT 1 FROM ev)
+    RETURNING old.status AS previous, extract(epoch FROM now() - old.updated_at) AS seconds
+)
+SELECT EXISTS (SELECT 1 FROM ev) AS fresh, moved.previous, moved.seconds
+FROM (SELECT 1) AS one LEFT JOIN moved ON true
+"""
+)
+
+# The rest of a status change, in its second statement (so its snapshot is taken once the
+# first one holds the orders row lock: it reads what the order's last writer committed).
+# The KPI facts (db/kpis.py): the step the order leaves becomes an order_steps row (its
+# seconds until now), and order_facts records what the order reached and its quantities as
+# they stand; same transaction as the event, so the same now() as its `at`. And the
+# customer's notice of the move, if it has one (db/notices.py: once per order, event key and
+# receiver). `prev` reads the statement's snapshot: no FOR UPDATE, which would skip the row
+# the UPDATE below changes.
 _FACTS = text(
     """
 WITH prev AS (
@@ -323,6 +351,14 @@ WITH prev AS (
     INSERT INTO order_steps (order_id, created_at, channel, customer_code, status, seconds)
     SELECT order_id, created_at, channel, customer_code, status,
            extract(epoch FROM now() - status_at) FROM prev
+), notice AS (
+    INSERT INTO customer_notices (order_id, event, event_key, receiver, address)
+    SELECT o.id, CAST(:event AS varchar), CAST(:event_key AS varchar), r.receiver, r.address
+    """
+    + RECEIVERS_SQL
+    + """
+    WHERE o.id = :id AND r.address IS NOT NULL AND CAST(:event AS varchar) IS NOT NULL
+    ON CONFLICT ON CONSTRAINT uq_customer_notices_event DO NOTHING
 )
 UPDATE order_facts f SET
     status = CAST(:status AS text), status_at = now(),
@@ -344,48 +380,56 @@ WHERE f.order_id = :id AND o.id = :id
 """
 )
 
+# Which statuses each status may be reached from (domain/status.py `can_move`).
+_ALLOWED_FROM: dict[OrderStatus, list[str]] = {}
+
+
+def _may_come_from(status: OrderStatus) -> list[str]:
+    allowed = _ALLOWED_FROM.get(status)
+    if allowed is None:
+        allowed = _ALLOWED_FROM[status] = [s.value for s in OrderStatus if can_move(s, status)]
+    return allowed
+
 
 async def apply_status(session: AsyncSession, change: StatusChange) -> Moved | None:
     """Move an order to a status with its timeline event: the one writer of `orders.status`
     after entry (open_order). A replayed step changes nothing (and answers None); a move
-    `can_move` does not allow raises IllegalTransition and writes nothing."""
-    fresh = await record_event(
-        session,
-        change.order_id,
-        change.step_key,
-        status=change.status.value,
-        detail=change.detail,
-        actor=change.actor,
-    )
-    if not fresh:
-        return None
-    row = (
+    `can_move` does not allow raises IllegalTransition and writes nothing. Two statements
+    (_MOVE, _FACTS) whatever the status."""
+    status = change.status.value
+    fresh, previous, seconds = (
         await session.execute(
-            text(
-                "UPDATE orders o SET status = :status, awaiting_role = :role, updated_at = now() "
-                "FROM (SELECT id, status, updated_at FROM orders WHERE id = :id FOR UPDATE) old "
-                "WHERE o.id = old.id AND old.status = ANY(:allowed) "
-                "RETURNING old.status, extract(epoch FROM now() - old.updated_at)"
-            ),
+            _MOVE,
             {
-                "status": change.status.value,
-                "role": change.awaiting_role,
                 "id": change.order_id,
+                "key": change.step_key,
+                "status": status,
+                "actor": change.actor,
+                "detail": change.detail,
+                "role": change.awaiting_role,
                 "allowed": _may_come_from(change.status),
             },
         )
-    ).first()
-    if row is None:
+    ).one()
+    if not fresh:
+        return None
+    if previous is None:
         current = await session.scalar(select(Order.status).where(Order.id == change.order_id))
         raise IllegalTransition(
-            f"order {change.order_id} cannot move from {current} to {change.status.value} "
+            f"order {change.order_id} cannot move from {current} to {status} "
             f"(step {change.step_key})"
         )
-    await session.execute(_FACTS, {"id": change.order_id, "status": change.status.value})
-    moved = Moved(change.order_id, row[0], change.status.value, max(float(row[1]), 0.0))
     notice = notice_for(change.status, change.step_key)
-    if notice is not None:  # the customer hears of it once, in this same transaction
-        await queue_notice(session, change.order_id, *notice)
+    await session.execute(
+        _FACTS,
+        {
+            "id": change.order_id,
+            "status": status,
+            "event": notice[0] if notice else None,
+            "event_key": notice[1] if notice else None,
+        },
+    )
+    moved = Moved(change.order_id, previous, status, max(float(seconds), 0.0))
     session.info.setdefault("moved", []).append(moved)
     return moved
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 from uuid import uuid4
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -92,23 +92,30 @@ async def disrupted(session: AsyncSession, sku: str) -> bool:
     return found is not None
 
 
+# One statement: lock the SKU's row, take what is available up to what is wanted, unless an
+# active disruption (api/routes/disruptions.py) holds the SKU back. The row stays locked
+# until the transaction ends, so what one order took no other order takes (first come,
+# first served); a waiting order reads the row as its holder left it.
+_RESERVE = text(
+    """
+WITH cur AS (
+    SELECT sku, LEAST(CAST(:want AS integer), GREATEST(on_hand - reserved, 0)) AS take
+    FROM stock WHERE sku = :sku FOR UPDATE
+)
+UPDATE stock s SET reserved = s.reserved + cur.take, updated_at = now()
+FROM cur
+WHERE s.sku = cur.sku AND cur.take > 0
+  AND NOT EXISTS (SELECT 1 FROM disruptions d WHERE d.sku = :sku AND d.status = 'active')
+RETURNING cur.take
+"""
+)
+
+
 async def reserve(session: AsyncSession, sku: str, want: int) -> int:
     """Reserve up to `want` units of what is available of `sku` (first come, first served:
     the row stays locked until the transaction ends); answers how many it got."""
-    available = await session.scalar(
-        select(Stock.on_hand - Stock.reserved).where(Stock.sku == sku).with_for_update()
-    )
-    taken = min(want, max(available or 0, 0))
-    if taken > 0 and await disrupted(session, sku):
-        return 0  # a disruption makes the SKU unavailable until it is lifted
-    if taken <= 0:
-        return 0
-    await session.execute(
-        update(Stock)
-        .where(Stock.sku == sku)
-        .values(reserved=Stock.reserved + taken, updated_at=func.now())
-    )
-    return taken
+    taken = await session.scalar(_RESERVE, {"sku": sku, "want": want})
+    return int(taken or 0)
 
 
 async def release(session: AsyncSession, sku: str, quantity: int) -> None:
@@ -120,19 +127,36 @@ async def release(session: AsyncSession, sku: str, quantity: int) -> None:
     )
 
 
+# A shipment's movement and the stock row it changes, in one statement: the row moves only
+# when the movement is new (its key unique), so a retried shipment moves nothing.
+_SHIP = text(
+    """
+WITH m AS (
+    INSERT INTO stock_movements (sku, kind, key, quantity)
+    VALUES (:sku, :kind, :key, -CAST(:qty AS integer))
+    ON CONFLICT ON CONSTRAINT uq_stock_movements_key DO NOTHING
+    RETURNING id
+)
+UPDATE stock SET
+    on_hand = on_hand - CAST(:qty AS integer),
+    reserved = reserved - CAST(:qty AS integer),
+    shipped = shipped + CAST(:qty AS integer),
+    updated_at = now()
+WHERE sku = :sku AND EXISTS (SELECT 1 FROM m)
+"""
+)
+
+
 async def ship(session: AsyncSession, sku: str, quantity: int, *, key: str | None = None) -> None:
     """Reserved units leave the warehouse: off hand and off the reservation."""
-    if not await _book(session, sku, SHIPMENT, -quantity, key):
-        return
     await session.execute(
-        update(Stock)
-        .where(Stock.sku == sku)
-        .values(
-            on_hand=Stock.on_hand - quantity,
-            reserved=Stock.reserved - quantity,
-            shipped=Stock.shipped + quantity,
-            updated_at=func.now(),
-        )
+        _SHIP,
+        {
+            "sku": sku,
+            "kind": SHIPMENT,
+            "key": key or f"{SHIPMENT}:{sku}:{uuid4().hex}",
+            "qty": quantity,
+        },
     )
 
 

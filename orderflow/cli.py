@@ -142,8 +142,8 @@ def up(
             console.print("starting PostgreSQL …")
             pg = EmbeddedPostgres(home / "pg", h, settings.pg_port)
             sup.start(Child("postgres", _starter(pg.start, pg), home / "postgres.log", 30))
-            env["ORDERFLOW_DATABASE_URL"] = pg.url
-            settings = settings.model_copy(update={"database_url": pg.url})
+            env["ORDERFLOW_DATABASE_URL"] = pg.local_url
+            settings = settings.model_copy(update={"database_url": pg.local_url})
         if not settings.temporal_address:
             console.print("starting Temporal dev server and Web UI …")
             tmp = EmbeddedTemporal(
