@@ -10,6 +10,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     CheckConstraint,
+    Column,
     Date,
     DateTime,
     Double,
@@ -19,6 +20,7 @@ from sqlalchemy import (
     Numeric,
     PrimaryKeyConstraint,
     String,
+    Table,
     Text,
     UniqueConstraint,
     false,
@@ -178,6 +180,8 @@ class Order(Base):
         Index("ix_orders_status_updated", "status", "updated_at"),
         # A customer's earlier orders (count, first date) for rule scopes (migration 0014).
         Index("ix_orders_customer_created", "customer_code", "created_at"),
+        # The approvals inbox puts urgent orders first (migration 0018).
+        Index("ix_orders_urgent", "id", postgresql_where="priority = 'urgent'"),
     )
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
     customer_code: Mapped[str] = mapped_column(ForeignKey("customers.code"))
@@ -300,6 +304,65 @@ class OrderStep(Base):
     customer_code: Mapped[str] = mapped_column(String(40))
     status: Mapped[str] = mapped_column(String(30))
     seconds: Mapped[float] = mapped_column(Double)
+
+
+class KpiDay(Base):
+    """A closed day (UTC) whose KPI rollup rows are built (db/kpis.py, migration 0018)."""
+
+    __tablename__ = "kpi_days"
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    built_at: Mapped[datetime] = _now()
+
+
+# A closed day whose facts or approvals changed after its rollup was built, written by
+# triggers (migration 0018); db/kpis.py rebuilds the day and deletes its marks. Plain inserts
+# into a table without a key: a writer never waits on another's mark, and a mark is one heap
+# row (no index, no sequence).
+kpi_dirty_days = Table("kpi_dirty_days", Base.metadata, Column("day", Date, nullable=False))
+
+
+class KpiDayCounts(Base):
+    """The KPI counts of one closed day's orders (by created_at, UTC) in one channel: sums of
+    order_facts, so any window of whole days adds them up exactly."""
+
+    __tablename__ = "kpi_day_counts"
+    __table_args__ = (PrimaryKeyConstraint("day", "channel"),)
+    day: Mapped[date] = mapped_column(Date)
+    channel: Mapped[str] = mapped_column(String(40))
+    orders: Mapped[int] = mapped_column(BigInteger)
+    completed: Mapped[int] = mapped_column(BigInteger)
+    rejected: Mapped[int] = mapped_column(BigInteger)
+    cancelled: Mapped[int] = mapped_column(BigInteger)
+    failed: Mapped[int] = mapped_column(BigInteger)
+    invalid_in_flow: Mapped[int] = mapped_column(BigInteger)
+    validated: Mapped[int] = mapped_column(BigInteger)
+    touchless: Mapped[int] = mapped_column(BigInteger)
+    approved: Mapped[int] = mapped_column(BigInteger)
+    backordered: Mapped[int] = mapped_column(BigInteger)
+    compensations: Mapped[int] = mapped_column(BigInteger)
+    shipped_qty: Mapped[int] = mapped_column(BigInteger)  # approved orders'
+    ordered_qty: Mapped[int] = mapped_column(BigInteger)  # approved orders'
+    shipped_all: Mapped[int] = mapped_column(BigInteger)  # every order's (returns rates)
+    dated_deliveries: Mapped[int] = mapped_column(BigInteger)
+    on_time: Mapped[int] = mapped_column(BigInteger)
+
+
+class KpiDayHistogram(Base):
+    """Durations of one closed day's orders in one channel (step seconds by status, end to
+    end, approval waits by role) as counts in log-spaced buckets 2 % wide, with each bucket's
+    smallest and largest value: percentiles over any window of whole days come within one
+    bucket of the exact ones (exact where a bucket holds one value or equal values)."""
+
+    __tablename__ = "kpi_day_histograms"
+    __table_args__ = (PrimaryKeyConstraint("day", "channel", "metric", "key", "bucket"),)
+    day: Mapped[date] = mapped_column(Date)
+    channel: Mapped[str] = mapped_column(String(40))
+    metric: Mapped[str] = mapped_column(String(20))  # step, end_to_end, approval_wait
+    key: Mapped[str] = mapped_column(String(40))  # the status, the role, or ''
+    bucket: Mapped[int] = mapped_column(Integer)
+    n: Mapped[int] = mapped_column(BigInteger)
+    lo: Mapped[float] = mapped_column(Double)
+    hi: Mapped[float] = mapped_column(Double)
 
 
 class Reservation(Base):

@@ -397,6 +397,9 @@ def bench(
         int,
         typer.Option(help="instead: write N orders of history to a scratch database, time reads"),
     ] = 0,
+    keep: Annotated[
+        bool, typer.Option(help="with --history: keep the scratch database afterwards")
+    ] = False,
     import_rows: Annotated[
         int, typer.Option(help="instead: upload a sheet of N rows (20 per order), time it")
     ] = 0,
@@ -439,7 +442,9 @@ def bench(
             from bench.reads import bench_reads
 
             client = await connect(settings.resolved_temporal_address, settings.temporal_namespace)
-            return await bench_reads(settings, client, history, progress=console.print)
+            return await bench_reads(
+                settings, client, history, keep=keep, progress=console.print
+            )
         if import_rows:
             from bench.imports import bench_import
 

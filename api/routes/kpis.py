@@ -29,14 +29,20 @@ def kpi_filter(
 Filter = Annotated[KpiFilter, Depends(kpi_filter)]
 
 
+async def _kpis(session: SessionDep, f: KpiFilter) -> dict[str, Any]:
+    data = await compute_kpis(session, f)
+    await session.commit()  # keeps the rollup days the read built (db/kpis.py)
+    return data
+
+
 @router.get("/kpis")
 async def kpis(f: Filter, session: SessionDep, _: CurrentUser) -> dict[str, Any]:
-    return await compute_kpis(session, f)
+    return await _kpis(session, f)
 
 
 @router.get("/kpis.xlsx")
 async def kpis_xlsx(f: Filter, session: SessionDep, _: CurrentUser) -> Response:
-    data = await compute_kpis(session, f)
+    data = await _kpis(session, f)
     wb = Workbook()
     ws = wb.active
     assert ws is not None

@@ -200,6 +200,7 @@ async def _cached_kpis(request: Request, session: SessionDep, f: KpiFilter) -> d
         return hit[1]
     data = await compute_kpis(session, f)
     data["weekly"] = await weekly_trends(session, f)
+    await session.commit()  # keep the rollup days this view built (db/kpis.py)
     data["as_of"] = datetime.now(UTC)
     if len(cache) >= 64:
         cache.clear()

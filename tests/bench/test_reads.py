@@ -28,6 +28,10 @@ async def test_reads_bench_small(pg: EmbeddedPostgres, client: Client) -> None:
     assert rows["order_facts"] == ORDERS
     assert rows["order_steps"] == rows["order_events"] - ORDERS
     assert 0 < rows["shipments"] == rows["invoices"] == rows["receivables"] < ORDERS
+    # The KPI rollup of every closed day (a year), built once after the bulk write.
+    assert history["rollup_days"] >= 364
+    assert 364 <= rows["kpi_day_counts"] <= 5 * history["rollup_days"]
+    assert rows["kpi_day_counts"] < rows["kpi_day_histograms"] < rows["order_steps"]
     reads = report["reads"]
     for key in (
         "list_all",
