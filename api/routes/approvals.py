@@ -3,7 +3,8 @@
 from datetime import UTC, datetime
 from typing import Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Response
+from pydantic import TypeAdapter
 from sqlalchemy import Select, String, case, literal_column, select, union_all
 
 from api.deps import CurrentUser, SessionDep
@@ -80,11 +81,18 @@ def inbox_page(role: str, limit: int = 500) -> Rows:
     return page.limit(limit)
 
 
-@router.get("")
-async def inbox(session: SessionDep, user: CurrentUser) -> list[InboxItem]:
+_INBOX = TypeAdapter(list[InboxItem])
+
+
+@router.get("", response_model=list[InboxItem])
+async def inbox(session: SessionDep, user: CurrentUser) -> Response:
+    """Up to 500 items, encoded once: the rows are PostgreSQL's own (typed, constrained by
+    the schema), so each is built without validation and the list serialised by pydantic
+    straight to JSON, instead of validated twice (the items, then FastAPI's response
+    model): 500 items cost the API a few ms instead of ~25 (docs/performance.md)."""
     now = datetime.now(UTC)
-    return [
-        InboxItem(
+    items = [
+        InboxItem.model_construct(
             order_id=r.order_id,
             level=r.level,
             role=r.role,
@@ -97,3 +105,4 @@ async def inbox(session: SessionDep, user: CurrentUser) -> list[InboxItem]:
         )
         for r in (await session.execute(inbox_page(user.role))).all()
     ]
+    return Response(_INBOX.dump_json(items), media_type="application/json")
