@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import re
 import secrets
 import time
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 
 from sqlalchemy import func, select, update
@@ -114,6 +117,38 @@ class TokenCache:
         self.size = size
         self._items: dict[str, _Entry] = {}
         self._revocations = 0  # bumped by every forget()
+        # Lookups in flight, by token digest: (answered, caller) once done.
+        self._pending: dict[str, asyncio.Future[tuple[bool, Caller | None]]] = {}
+
+    async def resolve(
+        self, token: str, sessions: Callable[[], AbstractAsyncContextManager[AsyncSession]]
+    ) -> Caller | None:
+        """The token's caller: from the cache, else read once in a session of its own however
+        many requests ask at the same moment (a cold cache under a burst of requests would
+        otherwise open a connection for each). A revocation meanwhile (`forget`) makes later
+        askers read again."""
+        digest = hash_token(token)
+        hit = self._items.get(digest)
+        if hit is not None and hit.expires > time.monotonic():
+            return hit.caller
+        pending = self._pending.get(digest)
+        if pending is not None:
+            answered, caller = await asyncio.shield(pending)
+            if answered:
+                return caller
+        pending = asyncio.get_running_loop().create_future()
+        self._pending[digest] = pending
+        try:
+            async with sessions() as session:
+                caller = await self.lookup(session, token)
+        except BaseException:
+            pending.set_result((False, None))  # the others read for themselves
+            raise
+        finally:
+            if self._pending.get(digest) is pending:
+                del self._pending[digest]
+        pending.set_result((True, caller))
+        return caller
 
     async def lookup(self, session: AsyncSession, token: str) -> Caller | None:
         digest = hash_token(token)
@@ -140,6 +175,7 @@ class TokenCache:
     def forget(self, user_id: int) -> None:
         """Drop a (revoked) user's entries: its next request reads the users table."""
         self._revocations += 1
+        self._pending.clear()  # a lookup in flight may have read the row before: not shared
         for digest, entry in list(self._items.items()):
             if entry.caller is not None and entry.caller.id == user_id:
                 del self._items[digest]

@@ -1,8 +1,11 @@
-"""Dependencies as Annotated aliases: SessionDep, CurrentUser, TemporalDep, SettingsDep."""
+"""Dependencies as Annotated aliases: SessionDep, CurrentUser, TemporalDep, SettingsDep.
+
+Every dependency is `async def`, even one that awaits nothing: FastAPI runs a plain `def`
+dependency in its thread pool, a thread hop per request for a getter."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Annotated
 
@@ -26,7 +29,7 @@ class AppState:
     tokens: TokenCache
 
 
-def get_state(request: Request) -> AppState:
+async def get_state(request: Request) -> AppState:
     return request.app.state.orderflow
 
 
@@ -41,14 +44,14 @@ async def get_session(state: StateDep) -> AsyncIterator[AsyncSession]:
 SessionDep = Annotated[AsyncSession, Depends(get_session)]
 
 
-def get_client(state: StateDep) -> Client:
+async def get_client(state: StateDep) -> Client:
     return state.client
 
 
 TemporalDep = Annotated[Client, Depends(get_client)]
 
 
-def get_app_settings(state: StateDep) -> Settings:
+async def get_app_settings(state: StateDep) -> Settings:
     return state.settings
 
 
@@ -64,22 +67,24 @@ def _token(request: Request) -> str | None:
     return credentials.strip()
 
 
-async def _authenticate(request: Request, state: AppState, session: AsyncSession) -> Caller:
-    """The caller of this request (401 without a valid token); looked up once per request."""
+async def _authenticate(request: Request, state: AppState) -> Caller:
+    """The caller of this request (401 without a valid token); looked up once per request,
+    in a session of its own only when the token cache does not know it (most requests need
+    no database for it)."""
     found: Caller | None = getattr(request.state, "caller", None)
     if found is not None:
         return found
     token = _token(request)
     if token is None:
         raise HTTPException(401, "missing bearer token", headers={"WWW-Authenticate": "Bearer"})
-    found = await state.tokens.lookup(session, token)
+    found = await state.tokens.resolve(token, state.sessions)
     if found is None:
         raise HTTPException(401, "invalid or revoked token", headers={"WWW-Authenticate": "Bearer"})
     request.state.caller = found
     return found
 
 
-async def authorize(request: Request, state: StateDep, session: SessionDep) -> None:
+async def authorize(request: Request, state: StateDep) -> None:
     """Every route's rule from the one table (orderflow/api/access.py): 401 without a
     valid token, 403 for a role the rule does not name or a route without a rule."""
     route = request.scope.get("route")
@@ -91,7 +96,7 @@ async def authorize(request: Request, state: StateDep, session: SessionDep) -> N
         )
     if rule in (access.PUBLIC, access.SIGNED):
         return
-    caller = await _authenticate(request, state, session)
+    caller = await _authenticate(request, state)
     if caller.role not in rule:
         allowed = ", ".join(sorted(rule))
         raise HTTPException(403, f"role {caller.role} may not do this; needs one of: {allowed}")
@@ -100,21 +105,20 @@ async def authorize(request: Request, state: StateDep, session: SessionDep) -> N
 async def current_user(
     request: Request,
     state: StateDep,
-    session: SessionDep,
     # Declared for the OpenAPI document (the security scheme); the header is read above.
     _creds: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
 ) -> Caller:
-    return await _authenticate(request, state, session)
+    return await _authenticate(request, state)
 
 
 CurrentUser = Annotated[Caller, Depends(current_user)]
 
 
-def require(*roles: str) -> Callable[[Caller], Caller]:
+def require(*roles: str) -> Callable[[Caller], Awaitable[Caller]]:
     """A dependency that lets only `roles` (and admin) through, else 403. The table in
     orderflow/api/access.py already applies to every route; this states it at the route."""
 
-    def check(user: CurrentUser) -> Caller:
+    async def check(user: CurrentUser) -> Caller:
         if user.role != "admin" and user.role not in roles:
             raise HTTPException(
                 403, f"role {user.role} may not do this; needs one of: admin, {', '.join(roles)}"

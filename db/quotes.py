@@ -91,21 +91,29 @@ async def quote(session: AsyncSession, body: OrderIn, today: date) -> Quote:
     return Quote(problems, availability, customer_row, priced, rules.version, snapshot)
 
 
-def line_rows(order_id: str, priced: PricedOrder) -> list[OrderLine]:
-    """The order's line rows for a priced order (new orders and amended lines alike)."""
+def line_values(order_id: str, priced: PricedOrder) -> list[dict[str, Any]]:
+    """The order's line rows for a priced order, as the columns' values (one multi-row
+    INSERT for a new order: services/intake.py)."""
     return [
-        OrderLine(
-            order_id=order_id,
-            line_no=p.line_no,
-            sku=p.sku,
-            quantity=p.quantity,
-            list_price=p.list_price,
-            unit_price=p.unit_price,
-            line_total=p.line_total,
-            price_rule=p.price_rule,
-            override_deviation=p.override_deviation,
-            below_floor=p.below_floor,
-            discount_beyond_max=p.discount_beyond_max,
-        )
+        {
+            "order_id": order_id,
+            "line_no": p.line_no,
+            "sku": p.sku,
+            "quantity": p.quantity,
+            "list_price": p.list_price,
+            "unit_price": p.unit_price,
+            "line_total": p.line_total,
+            "price_rule": p.price_rule,
+            "override_deviation": p.override_deviation,
+            "below_floor": p.below_floor,
+            "discount_beyond_max": p.discount_beyond_max,
+            "reserved_qty": 0,
+            "shipped_qty": 0,
+        }
         for p in priced.lines
     ]
+
+
+def line_rows(order_id: str, priced: PricedOrder) -> list[OrderLine]:
+    """The order's line rows for a priced order (amended lines)."""
+    return [OrderLine(**values) for values in line_values(order_id, priced)]

@@ -11,10 +11,10 @@ import json
 import logging
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
-from typing import Any
+from typing import Any, cast
 
 from psycopg.errors import UniqueViolation
-from sqlalchemy import exists, func, select
+from sqlalchemy import Table, exists, func, insert, select, text
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio.client import Client
@@ -35,11 +35,12 @@ from db.models import (
     RejectedAttempt,
     User,
 )
-from db.quotes import line_rows, quote
+from db.quotes import line_values, quote
 from db.session import SessionFactory
 from domain.approvals import RoutingRule, SlaPolicy
 from domain.callers import Caller
-from domain.orders import OrderIn, OrderWorkflowInput
+from domain.orders import PIPELINE, OrderIn, OrderWorkflowInput
+from domain.priority import PriorityDecision, PriorityFacts, PriorityRule, by_rules
 from domain.problems import Problem, ProblemsError
 from domain.search_attributes import CHANNEL, CUSTOMER, STATUS, TOTAL
 from domain.status import OrderStatus
@@ -103,6 +104,7 @@ def workflow_input(
         warehouse_mode=settings.warehouse_mode,
         pick_sla_seconds=settings.pick_sla_seconds,
         pack_sla_seconds=settings.pack_sla_seconds,
+        pipeline=PIPELINE,
     )
 
 
@@ -195,6 +197,22 @@ def _integrity_problem(err: IntegrityError) -> tuple[bool, Problem]:
     return race, Problem(loc=loc, code=constraint, message=message)
 
 
+# The order by (channel, external_ref) and the caller's Idempotency-Key, in ONE statement:
+# one snapshot, so the two reads agree. An order and its key are committed together; read
+# in two statements, a concurrent request could commit between them and this delivery be
+# answered in the other shape (the race behind "concurrent deliveries do not always get the
+# same answer"). A NULL ref or key matches nothing; each side matches at most one row (its
+# unique constraint).
+_EXISTING = text(
+    """
+SELECT o.id, o.status, o.customer_code, o.channel, o.total, k.request_hash, k.response
+FROM (VALUES (1)) AS one (x)
+LEFT JOIN orders o ON o.channel = :channel AND o.external_ref = :ref
+LEFT JOIN idempotency_keys k ON k.scope = :scope AND k.key = :key
+"""
+)
+
+
 async def _existing(
     session: AsyncSession,
     scope: str | None,
@@ -203,41 +221,35 @@ async def _existing(
     channel: str,
     external_ref: str | None,
 ) -> dict[str, Any] | None:
-    # The order by (channel, external_ref) is read BEFORE the key. An order and its key are
-    # committed together, so once the order is visible its key is too. Read the other way
-    # round, a concurrent request could commit between the two reads: the key is missed,
-    # the order found, and this delivery answered in the other shape (the race behind
-    # "concurrent deliveries do not always get the same answer").
-    by_ref = None
-    if external_ref is not None:
-        by_ref = (
-            await session.scalars(
-                select(Order).where(Order.channel == channel, Order.external_ref == external_ref)
+    if external_ref is None and key is None:
+        return None
+    row = (
+        await session.execute(
+            _EXISTING, {"channel": channel, "ref": external_ref, "scope": scope, "key": key}
+        )
+    ).one()
+    if row.request_hash is not None:
+        if row.request_hash != digest:
+            raise ProblemsError(
+                [
+                    Problem(
+                        loc=["header", "Idempotency-Key"],
+                        code="idempotency_key_reused",
+                        message="this Idempotency-Key was already used with a different body",
+                    )
+                ]
             )
-        ).first()
-    if key is not None:
-        found = await session.get(IdempotencyKey, (scope, key))
-        if found is not None:
-            if found.request_hash != digest:
-                raise ProblemsError(
-                    [
-                        Problem(
-                            loc=["header", "Idempotency-Key"],
-                            code="idempotency_key_reused",
-                            message="this Idempotency-Key was already used with a different body",
-                        )
-                    ]
-                )
-            return found.response
-    if by_ref is not None:
+        found: dict[str, Any] = row.response
+        return found
+    if row.id is not None:
         return {
-            "id": by_ref.id,
-            "status": by_ref.status,
+            "id": row.id,
+            "status": row.status,
             "duplicate_of_external_ref": True,
-            "customer_code": by_ref.customer_code,
-            "channel": by_ref.channel,
+            "customer_code": row.customer_code,
+            "channel": row.channel,
             "external_ref": external_ref,
-            "total": str(by_ref.total),
+            "total": str(row.total),
         }
     return None
 
@@ -372,6 +384,50 @@ async def ensure_started(
     await start_order_workflow(client, inp, settings.task_queue, card)
 
 
+_LINES = cast(Table, OrderLine.__table__)
+_KEYS = cast(Table, IdempotencyKey.__table__)
+
+
+class PriorityRules:
+    """The priority rules table, read again only when its version moved. The versions come
+    with the ones quote() reads for every order (db/repo.py RuleCache): no query of its own,
+    and an edit (services/priority.py replace_rules bumps the version) applies to the very
+    next order."""
+
+    def __init__(self) -> None:
+        self._version: int | None = None
+        self._rules: list[PriorityRule] = []
+
+    async def get(self, session: AsyncSession, versions: dict[str, int]) -> list[PriorityRule]:
+        version = versions.get(priority.RULES_KIND, 0)
+        if version != self._version:
+            # Read after the version: rules newer than it are only read again next time.
+            self._rules, _ = await priority.load_rules(session)
+            self._version = version
+        return self._rules
+
+
+PRIORITY_RULES = PriorityRules()
+
+
+async def _urgency(
+    session: AsyncSession, body: OrderIn, tier: str, today: date, versions: dict[str, int]
+) -> PriorityDecision:
+    """services/priority.py for_new_order, with the rules from PRIORITY_RULES."""
+    if body.priority is not None:
+        return await priority.for_new_order(session, body, tier, today)  # reads nothing
+    rules = await PRIORITY_RULES.get(session, versions)
+    if not rules:
+        return by_rules([], PriorityFacts(tier, None, today))
+    facts = PriorityFacts(
+        customer_tier=tier,
+        requested_delivery_date=body.requested_delivery_date,
+        today=today,
+        product_classes=await priority.product_classes(session, (ln.sku for ln in body.lines)),
+    )
+    return by_rules(rules, facts)
+
+
 async def _persist(
     session: AsyncSession,
     settings: Settings,
@@ -412,8 +468,8 @@ async def _persist(
         if body.allow_partial_shipment is None
         else body.allow_partial_shipment
     )
-    urgency = await priority.for_new_order(
-        session, body, customer_row.tier, datetime.now(UTC).date()
+    urgency = await _urgency(
+        session, body, customer_row.tier, datetime.now(UTC).date(), q.snapshot.versions
     )
     order_id = await repo.next_order_id(session)
     await repo.open_order(
@@ -449,7 +505,9 @@ async def _persist(
             actor=actor,
             detail=urgency.detail,
         )
-    session.add_all(line_rows(order_id, priced))
+    # Core inserts (no ORM objects, no flush of their own): the lines in one multi-row
+    # INSERT, then the key.
+    await session.execute(insert(_LINES).values(line_values(order_id, priced)))
     answer = {
         "id": order_id,
         "status": OrderStatus.RECEIVED.value,
@@ -478,8 +536,8 @@ async def _persist(
         ],
     }
     if key is not None:
-        session.add(
-            IdempotencyKey(
+        await session.execute(
+            insert(_KEYS).values(
                 scope=scope, key=key, request_hash=digest, order_id=order_id, response=answer
             )
         )
