@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date
@@ -16,7 +17,6 @@ from db.models import (
     CustomerPrice,
     Order,
     OrderEvent,
-    OrderFact,
     Product,
     Replenishment,
     RoutingRuleRow,
@@ -287,29 +287,50 @@ class IllegalTransition(ValueError):
     """A status the order cannot move to from where it is (domain/status.py `can_move`)."""
 
 
+# A new order, its first timeline entry and its KPI facts row, in one statement.
+_OPEN = text(
+    """
+WITH o AS (
+    INSERT INTO orders (id, customer_code, channel, external_ref, status, awaiting_role,
+        subtotal, order_discount, total, currency, ship_to, requested_delivery_date,
+        special_instructions, price_rules_version, created_by, failure_reason, allow_partial,
+        priority, priority_source, routing_facts)
+    VALUES (:id, :customer_code, :channel, :external_ref, :status, :awaiting_role,
+        :subtotal, :order_discount, :total, :currency, CAST(:ship_to AS jsonb),
+        :requested_delivery_date, :special_instructions, :price_rules_version, :created_by,
+        :failure_reason, :allow_partial, :priority, :priority_source,
+        CAST(:routing_facts AS jsonb))
+    RETURNING id, channel, customer_code, status
+), ev AS (
+    INSERT INTO order_events (order_id, step_key, status, kind, actor, detail)
+    SELECT id, 'received', status, 'status', :actor, :detail FROM o
+)
+INSERT INTO order_facts (order_id, channel, customer_code, status)
+SELECT id, channel, customer_code, status FROM o
+"""
+)
+_ORDER_COLUMNS = tuple(
+    c.key for c in Order.__table__.columns if c.key not in ("created_at", "updated_at")
+)
+
+
 async def open_order(session: AsyncSession, order: Order, *, actor: str, detail: str) -> None:
-    """Store a new order (flushed, so its lines can follow): it starts in `received`, the
-    first entry of its timeline."""
+    """Store a new order: it starts in `received`, the first entry of its timeline (its lines
+    can follow). One statement, no ORM flush of the order: `order` stays a transient object
+    holding the values; the columns' Python defaults apply to what it leaves unset."""
+    await session.flush()  # what the caller added before it (a customer, say) goes first
     order.status = OrderStatus.RECEIVED.value
-    session.add(order)
-    await session.flush()
-    session.add(
-        OrderEvent(
-            order_id=order.id,
-            step_key="received",
-            status=OrderStatus.RECEIVED.value,
-            actor=actor,
-            detail=detail,
-        )
-    )
-    session.add(
-        OrderFact(
-            order_id=order.id,
-            channel=order.channel,
-            customer_code=order.customer_code,
-            status=OrderStatus.RECEIVED.value,
-        )
-    )
+    values: dict[str, object] = {}
+    for key in _ORDER_COLUMNS:
+        value = getattr(order, key)
+        default = Order.__table__.c[key].default
+        if value is None and default is not None and default.is_scalar:
+            value = default.arg
+        values[key] = value
+    for key in ("ship_to", "routing_facts"):
+        if values[key] is not None:
+            values[key] = json.dumps(values[key])
+    await session.execute(_OPEN, {**values, "actor": actor, "detail": detail})
 
 
 # A status change's first statement: its timeline event, once per step key, and, when the

@@ -349,13 +349,18 @@ async def history(
     )
 
 
-@router.get("/{order_id}", response_model=OrderOut)
-async def get_order(order_id: OrderId, session: SessionDep, user: CurrentUser) -> Response:
+async def read_order(order_id: str, session: SessionDep, user: CurrentUser) -> OrderOut:
+    """The order as the caller may see it (the console's pages use it too)."""
     order = await load_order(session, order_id)
     own = channel_scope(user)
     if own is not None and order.channel != own:  # as _order_or_404: another channel's
         raise HTTPException(404, f"no order {order_id}")
-    return _json_response(order)
+    return order
+
+
+@router.get("/{order_id}", response_model=OrderOut)
+async def get_order(order_id: OrderId, session: SessionDep, user: CurrentUser) -> Response:
+    return _json_response(await read_order(order_id, session, user))
 
 
 # The columns a page shows (OrderSummary's fields), read as plain Core rows: no ORM

@@ -125,7 +125,7 @@ async def amend(
 ) -> Response:
     """PATCH /orders/{id}'s own function with what the form changed: 422 lists every
     problem (the form's and the order's), 409 says why the order cannot take it."""
-    order = await orders.get_order(order_id, session, user)
+    order = await orders.read_order(order_id, session, user)
     form = await request.form()
     change, problems, sent = _change(order, form)
     if not problems and not change:

@@ -228,7 +228,7 @@ async def _order_context(
     state: StateDep, session: SessionDep, user: Caller, order_id: str
 ) -> dict[str, Any]:
     """Everything an approver reads before deciding, from the API's own loaders."""
-    order = await orders.get_order(order_id, session, user)
+    order = await orders.read_order(order_id, session, user)
     customer = await get_customer(order.customer_code, session, user)
     today = datetime.now(UTC).date()
     overdue, oldest_due = (
