@@ -108,7 +108,10 @@ class ImportActivities(DbActivities):
     async def _create(self, client: Client, imp: Import, rows: list[ImportRow]) -> None:
         """The order of these rows, created (or found); the outcome is set on the rows."""
         row_nos = [r.row_no for r in rows]
-        (group,) = group_orders(Sheet(imp.header, [r.cells for r in rows]), imp.channel, row_nos)
+        # A pending row's message is a cell the upload could not read as its column.
+        problems = {r.row_no: [r.message] for r in rows if r.message}
+        sheet = Sheet(imp.header, [r.cells for r in rows], row_nos, problems)
+        (group,) = group_orders(sheet, imp.channel, row_nos)
         if group.doc is None:
             reject_group(rows, group.errors)
             return

@@ -18,7 +18,7 @@ import httpx
 import psutil
 from openpyxl import Workbook, load_workbook
 
-from bench.driver import _stack_processes
+from bench.driver import _cpu_seconds, _stack_processes
 from domain.sheets import COLUMNS
 
 LINES_PER_ORDER = 20
@@ -125,6 +125,10 @@ def check_result(content: bytes, rows: int, orders: int) -> dict[str, Any]:
     }
 
 
+def _cpu_between(start: dict[str, float], end: dict[str, float]) -> dict[str, float]:
+    return {role: round(end[role] - start.get(role, 0.0), 2) for role in sorted(end)}
+
+
 async def bench_import(
     api: str, admin: str, rows: int, progress: Callable[[str], None] = print
 ) -> dict[str, Any]:
@@ -140,6 +144,7 @@ async def bench_import(
         peak: dict[str, float] = {}
         stop = asyncio.Event()
         sampler = asyncio.create_task(_peak_rss(api, stop, peak))
+        cpu_start = _cpu_seconds(_stack_processes(api))
         started = time.perf_counter()
         r = await http.post(
             "/imports",
@@ -148,6 +153,7 @@ async def bench_import(
         )
         r.raise_for_status()
         answered = time.perf_counter() - started
+        cpu_answered = _cpu_seconds(_stack_processes(api))
         summary = r.json()
         while summary["rows_pending"] and summary["status"] == "running":
             await asyncio.sleep(POLL_S)
@@ -155,6 +161,7 @@ async def bench_import(
             got.raise_for_status()
             summary = got.json()
         all_started = time.perf_counter() - started
+        cpu_end = _cpu_seconds(_stack_processes(api))
         stop.set()
         await sampler
         t1 = time.perf_counter()
@@ -175,6 +182,11 @@ async def bench_import(
         "orders_started_per_second": round(orders / all_started, 1),
         "result_sheet_s": round(result_s, 2),
         "peak_rss_mb": peak,
+        # CPU seconds by process (PostgreSQL: its processes found at each end), from the upload
+        # until it was answered, and until every order was started: steadier than the
+        # times above on a shared machine.
+        "upload_cpu_s": _cpu_between(cpu_start, cpu_answered),
+        "cpu_s": _cpu_between(cpu_start, cpu_end),
         "summary": summary,
         "result_sheet": result,
         "errors": errors,

@@ -32,6 +32,10 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("TEMPORAL_NAMESPACE", "ORDERFLOW_TEMPORAL_NAMESPACE"),
     )
     task_queue: str = "orders"
+    # ImportWorkflow's own task queue (unset: `<task_queue>-imports`), polled by a worker of
+    # its own in each worker process: an import's workflow tasks never wait behind the
+    # backlog of orders (its own included) on the order queue.
+    import_task_queue: str | None = None
 
     # Ports of the embedded stack.
     host: str = "127.0.0.1"
@@ -202,6 +206,10 @@ class Settings(BaseSettings):
         if self.database_url:
             return normalise_db_url(self.database_url)
         return f"postgresql+psycopg://postgres@{self.host}:{self.pg_port}/orderflow"
+
+    @property
+    def resolved_import_task_queue(self) -> str:
+        return self.import_task_queue or f"{self.task_queue}-imports"
 
     @property
     def resolved_temporal_address(self) -> str:

@@ -119,7 +119,7 @@ class Recovery:
                     "ImportWorkflow",
                     ImportInput(import_id=import_id),
                     id=key,
-                    task_queue=self.settings.task_queue,
+                    task_queue=self.settings.resolved_import_task_queue,
                     id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
                     id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
                 )

@@ -165,6 +165,18 @@ def workflow_runner(settings: Settings) -> SandboxedWorkflowRunner | Unsandboxed
     )
 
 
+def import_activities(sessions: SessionFactory, settings: Settings) -> list[Callable[..., Any]]:
+    """The import workflow's activities: all its own task queue's worker runs."""
+    imports = ImportActivities(sessions, settings)
+    return [imports.process_batch, imports.finish]
+
+
+# An import's activity runs for minutes, creating orders side by side; a few imports at
+# once per worker process is plenty (the rest wait in Temporal's queue).
+IMPORT_WORKFLOW_TASKS = 2
+IMPORT_ACTIVITIES = 4
+
+
 @asynccontextmanager
 async def order_worker(
     client: Client,
@@ -174,9 +186,13 @@ async def order_worker(
     task_queue: str | None = None,
     carrier: Carrier | None = None,
 ) -> AsyncIterator[Worker]:
-    """A running worker for the order pipeline; stops (gracefully) when the block exits."""
+    """A running worker for the order pipeline, and one for imports on their own task queue
+    (`import_task_queue`); both stop (gracefully) when the block exits."""
     queue = task_queue or settings.task_queue
+    import_queue = settings.resolved_import_task_queue if task_queue is None else f"{queue}-imports"
     precompile_workflows()
+    alerts = FailureAlerts(client, queue, settings.alert_after_attempts)
+    graceful = timedelta(seconds=settings.worker_graceful_shutdown_seconds)
     async with httpx.AsyncClient(timeout=10) as http:
         worker = Worker(
             client,
@@ -184,12 +200,13 @@ async def order_worker(
             workflows=[
                 OrderWorkflow,
                 AlertWorkflow,
+                # Imports started before they had a queue of their own finish here.
                 ImportWorkflow,
                 ReturnWorkflow,
                 ReconcileWorkflow,
             ],
             workflow_runner=workflow_runner(settings),
-            interceptors=[FailureAlerts(client, queue, settings.alert_after_attempts)],
+            interceptors=[alerts],
             activities=activities_for(
                 sessions, settings, carrier or default_carrier(settings), http
             ),
@@ -200,9 +217,23 @@ async def order_worker(
             # SIGTERM (a deploy, Ctrl-C on `up`): activities in flight get this long to
             # finish before they are cancelled; workflow tasks stop at once and resume on
             # another worker from their history.
-            graceful_shutdown_timeout=timedelta(seconds=settings.worker_graceful_shutdown_seconds),
+            graceful_shutdown_timeout=graceful,
         )
-        async with worker:
+        # The import's own queue: its workflow tasks never wait behind the order backlog
+        # (which the import itself makes: every order it creates queues a workflow task).
+        importer = Worker(
+            client,
+            task_queue=import_queue,
+            workflows=[ImportWorkflow],
+            workflow_runner=workflow_runner(settings),
+            interceptors=[alerts],  # alerts go to the order queue, where AlertWorkflow runs
+            activities=import_activities(sessions, settings),
+            max_concurrent_workflow_tasks=IMPORT_WORKFLOW_TASKS,
+            max_concurrent_activities=IMPORT_ACTIVITIES,
+            max_concurrent_local_activities=IMPORT_WORKFLOW_TASKS,
+            graceful_shutdown_timeout=graceful,
+        )
+        async with worker, importer:
             yield worker
 
 
@@ -238,7 +269,11 @@ async def serve(
     """The worker and its recovery loop (stranded orders and imports are started every
     `recovery_interval_seconds`) until `stop` is set."""
     async with order_worker(client, sessions, settings):
-        log.info("worker polling task queue %s", settings.task_queue)
+        log.info(
+            "worker polling task queues %s and %s (imports)",
+            settings.task_queue,
+            settings.resolved_import_task_queue,
+        )
         # The nightly books check (docs/reconcile.md): made or brought up to date here.
         await ensure_reconcile_schedule(client, settings)
         recovery = asyncio.create_task(Recovery(sessions, client, settings).run())

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import logging
+from collections import deque
+from collections.abc import Generator
 from datetime import datetime
 from typing import Annotated, Any
 from urllib.parse import quote
@@ -19,7 +22,7 @@ from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from temporalio.common import WorkflowIDReusePolicy
 
-from api.deps import Caller, SessionDep, StateDep, require
+from api.deps import AppState, Caller, SessionDep, StateDep, require
 from api.errors import responses
 from api.outages import RETRY_AFTER_S, temporal_outage
 from db.models import Import, ImportRow
@@ -28,16 +31,13 @@ from domain.imports import ImportInput
 from domain.sheets import (
     COLUMN_HELP,
     COLUMNS,
-    OrderGroup,
     Sheet,
     SheetError,
     SheetLimits,
-    group_orders,
-    read_sheet,
 )
 from domain.types import DbId
 from services.config import Settings
-from services.imports import reject_group
+from services.imports import order_refs, stream_sheet
 from services.intake import check_webhook_channel
 from workflows.imports import ImportWorkflow
 
@@ -174,13 +174,6 @@ def _limits(settings: Settings) -> SheetLimits:
     )
 
 
-def _read_and_group(
-    filename: str, content: bytes, channel: str, limits: SheetLimits
-) -> tuple[Sheet, list[OrderGroup]]:
-    sheet = read_sheet(filename, content, limits)
-    return sheet, group_orders(sheet, channel)
-
-
 def _parsers(request: Request) -> asyncio.Semaphore:
     state = request.app.state
     if getattr(state, "sheet_parsers", None) is None:
@@ -259,62 +252,22 @@ async def upload(
     async with state.sessions() as s:
         await check_webhook_channel(s, user, channel)
     limits = _limits(state.settings)
-    try:
-        # One upload in memory per parser slot (the form spooled it to disk); parsing is
-        # CPU work: in a thread, so every other request keeps being answered.
-        async with _parsers(request):
-            content = await file.read(limits.max_bytes + 1)
-            sheet, groups = await asyncio.to_thread(
-                _read_and_group, filename, content, channel, limits
-            )
-            del content  # read; the handler may yet wait seconds for a small import
-    except SheetError as err:
-        raise HTTPException(err.status, f"{filename}: {err}") from None
-    row_of = dict(zip(sheet.row_nos, sheet.rows, strict=True))
-    async with state.sessions() as s:
-        imp = Import(
-            filename=filename,
-            channel=channel,
-            created_by=user.name,
-            created_by_id=user.id,
-            status="running",
-            total_rows=len(sheet.rows),
-            total_orders=len(groups),
-            header=sheet.header,
-        )
-        s.add(imp)
-        await s.flush()
-        import_id = imp.id
-        # Rows go in as multi-row INSERTs, a chunk at a time (adding them to the session
-        # one object each cost more than parsing the sheet); all commit with the import.
-        chunk: list[dict[str, Any]] = []
-        for g in groups:
-            rows = [
-                ImportRow(
-                    import_id=import_id,
-                    row_no=n,
-                    external_ref=g.external_ref,
-                    cells=row_of.pop(n),
-                    status="pending",
-                    message="",
-                )
-                for n in g.row_nos
-            ]
-            if g.doc is None:
-                reject_group(rows, g.errors)
-            chunk += [_row_values(r) for r in rows]
-            if len(chunk) >= INSERT_CHUNK:
-                await s.execute(insert(ImportRow), chunk)
-                chunk = []
-        if chunk:
-            await s.execute(insert(ImportRow), chunk)
-        await s.commit()
+    # One upload in memory per parser slot (the form spooled it to disk); parsing is CPU
+    # work: in a thread, so every other request keeps being answered.
+    async with _parsers(request):
+        content = await file.read(limits.max_bytes + 1)
+        try:
+            import_id = await _store(state, user, filename, channel, content, limits)
+        except SheetError as err:
+            raise HTTPException(err.status, f"{filename}: {err}") from None
+        del content  # stored; the handler may yet wait seconds for a small import
     try:
         handle = await state.client.start_workflow(
             ImportWorkflow.run,
             ImportInput(import_id=import_id),
             id=f"import-{import_id}",
-            task_queue=state.settings.task_queue,
+            # Its own queue: never behind the order backlog (docs/performance.md).
+            task_queue=state.settings.resolved_import_task_queue,
             id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
         )
     except Exception as err:
@@ -339,16 +292,95 @@ async def upload(
     return JSONResponse(status_code=code, content=done.model_dump(mode="json"))
 
 
-def _row_values(r: ImportRow) -> dict[str, Any]:
-    return {
-        "import_id": r.import_id,
-        "row_no": r.row_no,
-        "external_ref": r.external_ref,
-        "cells": r.cells,
-        "status": r.status,
-        "message": r.message,
-        "order_id": None,
-    }
+async def _store(
+    state: AppState, user: Caller, filename: str, channel: str, content: bytes, limits: SheetLimits
+) -> int:
+    """The import and its rows, stored as the sheet is read: a chunk of rows at a time, as
+    multi-row INSERTs, each while a later chunk is parsed (in a thread), so no upload holds
+    all its rows. One transaction: a sheet refused anywhere, even by its last
+    row, stores nothing. Rows are grouped into orders by reference in PostgreSQL (the
+    import's activity reads an order's rows by it); each order is checked as it is made."""
+    parts = stream_sheet(filename, content, limits, INSERT_CHUNK)
+    imp = Import(
+        filename=filename,
+        channel=channel,
+        created_by=user.name,
+        created_by_id=user.id,
+        status="running",
+        header=[],
+        total_rows=0,
+        total_orders=0,
+    )
+    parsed: deque[list[dict[str, Any]]] = deque()  # chunks read, not stored yet
+    header: list[str] = []
+    total = 0
+    async with state.sessions() as s:
+        try:
+            while True:
+                parsing = asyncio.ensure_future(asyncio.to_thread(_next_rows, parts))
+                try:
+                    # A chunk is stored while the one after the next is read: a sheet of
+                    # two chunks or fewer is read (and checked) whole before a write.
+                    if len(parsed) > 1:
+                        await _insert_rows(s, imp, parsed.popleft())
+                except BaseException:
+                    await asyncio.wait([parsing])  # the thread is done with the sheet first
+                    raise
+                got = await parsing
+                if got is None:
+                    break
+                header, rows = got
+                total += len(rows)
+                parsed.append(rows)
+        finally:
+            # (ValueError: a cancelled request's thread still reads it; closed when collected.)
+            with contextlib.suppress(ValueError):
+                parts.close()
+        while parsed:
+            await _insert_rows(s, imp, parsed.popleft())
+        imp.header, imp.total_rows = header, total
+        imp.total_orders = (
+            await s.scalar(
+                select(func.count(func.distinct(ImportRow.external_ref))).where(
+                    ImportRow.import_id == imp.id
+                )
+            )
+        ) or 0
+        await s.commit()
+    return imp.id
+
+
+async def _insert_rows(s: AsyncSession, imp: Import, rows: list[dict[str, Any]]) -> None:
+    """One multi-row INSERT of a chunk; the import itself goes in before its first chunk."""
+    if imp.id is None:
+        s.add(imp)
+        await s.flush()
+    for r in rows:
+        r["import_id"] = imp.id
+    await s.execute(insert(ImportRow), rows)
+
+
+def _next_rows(
+    parts: Generator[Sheet],
+) -> tuple[list[str], list[dict[str, Any]]] | None:
+    """The next chunk of the sheet as import_rows values (None at its end). Each row's
+    reference is the one its order is grouped by; a cell that cannot be read as its column
+    is kept as the row's message (the activity refuses the row's order with it)."""
+    part = next(parts, None)
+    if part is None:
+        return None
+    return part.header, [
+        {
+            "import_id": None,  # set when stored
+            "row_no": n,
+            "external_ref": ref,
+            "cells": cells,
+            "status": "pending",
+            "message": "; ".join(part.problems.get(n, [])),
+            "order_id": None,
+        }
+        for n, cells, ref in zip(part.row_nos, part.rows, order_refs(part), strict=True)
+    ]
 
 
 async def _visible(session: AsyncSession, import_id: int, user: Caller) -> Import:

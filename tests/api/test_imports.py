@@ -7,15 +7,20 @@ import io
 import os
 import time
 import uuid
+from datetime import UTC, datetime, timedelta
 from datetime import time as dtime
 
 import pytest
 from openpyxl import Workbook, load_workbook
+from sqlalchemy import select
 
 from api.auth import create_user
-from db.models import Order
+from db.models import Import, ImportRow, Order
+from domain.imports import ImportInput
 from domain.sheets import COLUMNS
+from services.recovery import Recovery
 from tests.utils import Stack
+from workflows.imports import ImportWorkflow
 
 
 def xlsx(rows: list[list], header: list[str] | None = None) -> bytes:
@@ -233,3 +238,109 @@ async def test_imports_are_visible_to_their_owner_and_admins_only(stack: Stack):
         assert theirs.status_code == 404, theirs.text
         assert theirs.json()["detail"] == f"no import {import_id}"
     assert (await stack.get("/imports/99999999999999999999999999", role="sales")).status_code == 422
+
+
+async def test_a_sheet_refused_by_its_last_row_stores_nothing(stack: Stack):
+    """Rows are stored as the sheet is read, a chunk at a time: a problem found only at the
+    end (a formula in the last of several chunks) still refuses the file and stores nothing."""
+    name = f"late-{uuid.uuid4().hex[:8]}.xlsx"
+    rows = [row(f"L-{i // 20}", "C-ANY", "SKU-ANY", 1) for i in range(4_500)]
+    rows.append(row("L-LAST", "C-ANY", "SKU-ANY", "=1+1"))
+    r = await upload(stack, xlsx(rows), name)
+    assert r.status_code == 422, r.text
+    assert r.json()["detail"] == (
+        f"{name}: formulas are not accepted (paste values instead): cell(s) D4502"
+    )
+    assert await stack.count(Import, Import.filename == name) == 0
+
+
+async def test_imports_run_on_their_own_task_queue_and_old_ones_still_finish(stack: Stack):
+    """New imports start on the import queue (never behind the order backlog); one started
+    on the order queue before the move (in flight through a deploy) still finishes there."""
+    customer = await stack.customer()
+    sku, other = await stack.product(), await stack.product()
+    r = await upload(stack, xlsx([row("Q-1", customer, sku, 1)]), channel="import")
+    assert r.status_code == 201, r.text
+    desc = await stack.client.get_workflow_handle(f"import-{r.json()['id']}").describe()
+    assert desc.task_queue == stack.settings.resolved_import_task_queue
+    assert desc.task_queue != stack.settings.task_queue
+    # As an upload stored it before imports had their own queue, started on the order queue.
+    async with stack.sessions() as s:
+        imp = Import(
+            filename="old.xlsx",
+            channel="import",
+            created_by="sales",
+            status="running",
+            total_rows=2,
+            total_orders=1,
+            header=list(COLUMNS),
+        )
+        s.add(imp)
+        await s.flush()
+        for n, line_sku in ((2, sku), (3, other)):
+            s.add(
+                ImportRow(
+                    import_id=imp.id,
+                    row_no=n,
+                    external_ref="Q-OLD",
+                    cells=row("Q-OLD", customer, line_sku, n),
+                    status="pending",
+                    message="",
+                )
+            )
+        await s.commit()
+        import_id = imp.id
+    await stack.client.execute_workflow(
+        ImportWorkflow.run,
+        ImportInput(import_id=import_id),
+        id=f"import-{import_id}",
+        task_queue=stack.settings.task_queue,
+        execution_timeout=timedelta(seconds=60),
+    )
+    s = (await stack.get(f"/imports/{import_id}", role="admin")).json()
+    async with stack.sessions() as db:
+        rows = (
+            await db.execute(
+                select(ImportRow.status, ImportRow.message).where(ImportRow.import_id == import_id)
+            )
+        ).all()
+    assert (s["status"], s["orders_created"], s["rows_pending"]) == ("done", 1, 0), rows
+
+
+async def test_recovery_starts_a_stranded_import_on_the_import_queue(stack: Stack):
+    """An import stored while Temporal was down is started by the worker's recovery, on the
+    import queue like any new one, and runs to the end."""
+    customer = await stack.customer()
+    sku = await stack.product()
+    async with stack.sessions() as s:
+        imp = Import(
+            filename="stranded.xlsx",
+            channel="import",
+            created_by="sales",
+            status="running",
+            total_rows=1,
+            total_orders=1,
+            header=list(COLUMNS),
+            created_at=datetime.now(UTC) - timedelta(hours=1),
+        )
+        s.add(imp)
+        await s.flush()
+        s.add(
+            ImportRow(
+                import_id=imp.id,
+                row_no=2,
+                external_ref="R-STRANDED",
+                cells=row("R-STRANDED", customer, sku, 1),
+                status="pending",
+                message="",
+            )
+        )
+        await s.commit()
+        import_id = imp.id
+    started = await Recovery(stack.sessions, stack.client, stack.settings).sweep()
+    assert f"import-{import_id}" in started
+    handle = stack.client.get_workflow_handle(f"import-{import_id}")
+    assert (await handle.describe()).task_queue == stack.settings.resolved_import_task_queue
+    await asyncio.wait_for(handle.result(), 60)
+    s = (await stack.get(f"/imports/{import_id}", role="admin")).json()
+    assert (s["status"], s["orders_created"]) == ("done", 1), s
