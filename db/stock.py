@@ -92,21 +92,23 @@ async def disrupted(session: AsyncSession, sku: str) -> bool:
     return found is not None
 
 
-# One statement: lock the SKU's row, take what is available up to what is wanted, unless an
-# active disruption (api/routes/disruptions.py) holds the SKU back. The row stays locked
-# until the transaction ends, so what one order took no other order takes (first come,
-# first served); a waiting order reads the row as its holder left it.
-_RESERVE = text(
-    """
-WITH cur AS (
-    SELECT sku, LEAST(CAST(:want AS integer), GREATEST(on_hand - reserved, 0)) AS take
-    FROM stock WHERE sku = :sku FOR UPDATE
+# Two statements: the first locks the SKU's row and reads what is available; the second,
+# whose snapshot is taken once the lock is held, takes it unless an active disruption
+# (api/routes/disruptions.py) holds the SKU back. One statement would not do: a statement
+# that waited for the lock still reads the other tables as they were when it began, so it
+# would miss a disruption declared (under this same row lock) while it waited. The row
+# stays locked until the transaction ends, so what one order took no other order takes
+# (first come, first served); a waiting order reads the row as its holder left it.
+_AVAILABLE = text(
+    "SELECT LEAST(CAST(:want AS integer), GREATEST(on_hand - reserved, 0)) "
+    "FROM stock WHERE sku = :sku FOR UPDATE"
 )
-UPDATE stock s SET reserved = s.reserved + cur.take, updated_at = now()
-FROM cur
-WHERE s.sku = cur.sku AND cur.take > 0
+_TAKE = text(
+    """
+UPDATE stock SET reserved = reserved + CAST(:take AS integer), updated_at = now()
+WHERE sku = :sku
   AND NOT EXISTS (SELECT 1 FROM disruptions d WHERE d.sku = :sku AND d.status = 'active')
-RETURNING cur.take
+RETURNING CAST(:take AS integer)
 """
 )
 
@@ -114,7 +116,10 @@ RETURNING cur.take
 async def reserve(session: AsyncSession, sku: str, want: int) -> int:
     """Reserve up to `want` units of what is available of `sku` (first come, first served:
     the row stays locked until the transaction ends); answers how many it got."""
-    taken = await session.scalar(_RESERVE, {"sku": sku, "want": want})
+    available = await session.scalar(_AVAILABLE, {"sku": sku, "want": want})
+    if not available or available <= 0:
+        return 0
+    taken = await session.scalar(_TAKE, {"sku": sku, "take": available})
     return int(taken or 0)
 
 

@@ -16,6 +16,7 @@ import io
 import math
 import re
 import zipfile
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal, InvalidOperation
@@ -104,43 +105,18 @@ class Sheet:
 
 
 def read_sheet(filename: str, content: bytes, limits: SheetLimits | None = None) -> Sheet:
-    """Read an .xlsx or .csv upload, or say precisely why it cannot be read."""
+    """Read an .xlsx or .csv upload whole, or say precisely why it cannot be read
+    (`stream_sheet`'s parts, joined)."""
     limits = limits or SheetLimits()
-    if not content:
-        raise SheetError("the file is empty")
-    if len(content) > limits.max_bytes:
-        raise SheetError(
-            f"the file is {_mb(len(content))}; the limit is {_mb(limits.max_bytes)} (split it)",
-            413,
-        )
-    if content[:4] == b"PK\x03\x04":
-        header, rows = _read_xlsx(content, limits)
-    elif filename.lower().endswith(".xlsx"):
-        raise SheetError("the file is named .xlsx but is not an Excel workbook")
-    else:
-        header, rows = _read_csv(content, limits)
-    names = [str(h).strip().lower() if h is not None else "" for h in header]
-    missing = [c for c in REQUIRED if c not in names]
-    if missing:
-        raise SheetError(
-            "missing column(s): " + ", ".join(missing) + "; the first row must "
-            "name the columns (see GET /imports/template.xlsx)"
-        )
-    if not rows:
-        raise SheetError("the sheet has a header but no rows")
-    sheet = Sheet(names, [], [])
-    for row_no, values in rows:
-        cells = []
-        for c, v in enumerate(values):
-            value, why = _cell(v)
-            if why and names[c] in COLUMN_HELP:
-                sheet.problems.setdefault(row_no, []).append(
-                    f"cell {_col(c)}{row_no} ({names[c]}) holds {why}; "
-                    "type the value as text, a number or a date"
-                )
-            cells.append(value)
-        sheet.rows.append(cells)
-        sheet.row_nos.append(row_no)
+    sheet: Sheet | None = None
+    for part in stream_sheet(filename, content, limits, chunk=max(limits.max_rows, 1)):
+        if sheet is None:
+            sheet = part
+            continue
+        sheet.rows += part.rows
+        sheet.row_nos += part.row_nos
+        sheet.problems.update(part.problems)
+    assert sheet is not None  # stream_sheet raises for a sheet without rows
     return sheet
 
 
@@ -242,59 +218,10 @@ NumberedRows = list[tuple[int, list[Any]]]
 
 
 def _read_xlsx(content: bytes, limits: SheetLimits) -> tuple[list[Any], NumberedRows]:
-    _check_zip(content, limits)
-    from openpyxl import load_workbook
-
-    # openpyxl raises many kinds of errors on a damaged or hostile workbook; each means
-    # the same to the person uploading it.
-    try:
-        wb = load_workbook(io.BytesIO(content), read_only=True, data_only=False)
-    except Exception as err:  # noqa: BLE001
-        raise SheetError(f"not a readable Excel workbook ({type(err).__name__})") from None
-    try:
-        return _xlsx_rows(wb, limits)
-    except SheetError:
-        raise
-    except Exception as err:  # noqa: BLE001
-        raise SheetError(f"not a readable Excel workbook ({type(err).__name__})") from None
-    finally:
-        wb.close()
-
-
-def _xlsx_rows(wb: Any, limits: SheetLimits) -> tuple[list[Any], NumberedRows]:
-    if not wb.worksheets:
-        raise SheetError("the workbook has no worksheet")
-    ws = wb.worksheets[0]
-    # The sheet's <dimension> is a claim (A1:XFD1048576 would pad every row to 16,384
-    # cells): forget it, and read at most `max_columns` cells of a row, then the header's.
-    ws.reset_dimensions()
-    header: list[Any] = []
-    rows: NumberedRows = []
-    formulas: list[str] = []
-    width = limits.max_columns
-    for row_no, values in enumerate(ws.iter_rows(max_col=width, values_only=True), start=1):
-        if row_no > EXCEL_MAX_ROWS:  # rows numbered past Excel's last: not a real sheet
-            raise SheetError(f"the sheet has rows past Excel's last row {EXCEL_MAX_ROWS:,}")
-        if row_no == 1:
-            header = _trim(list(values))
-            width = len(header)
-            continue
-        cells = list(values[:width])
-        if all(v is None or v == "" for v in cells):
-            continue
-        if len(rows) >= limits.max_rows:
-            raise _too_many_rows(limits)
-        for c, v in enumerate(cells):
-            if isinstance(v, str) and v.startswith("="):
-                formulas.append(f"{_col(c)}{row_no}")
-        rows.append((row_no, cells + [None] * (width - len(cells))))
-    if formulas:
-        raise SheetError(
-            "formulas are not accepted (paste values instead): cell(s) "
-            + ", ".join(formulas[:10])
-            + (" …" if len(formulas) > 10 else "")
-        )
-    return header, rows
+    """The header and every data row (domain/reconcile.py reads counts sheets with it)."""
+    raw = _xlsx_stream(content, limits)
+    header = next(raw)[1]
+    return header, list(raw)
 
 
 def _trim(values: list[Any]) -> list[Any]:
@@ -313,40 +240,10 @@ def _col(index: int) -> str:
 
 
 def _read_csv(content: bytes, limits: SheetLimits) -> tuple[list[Any], NumberedRows]:
-    try:
-        text = content.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        raise SheetError(
-            "not a spreadsheet: neither an Excel workbook nor UTF-8 CSV text"
-        ) from None
-    if "\x00" in text:
-        raise SheetError("not a spreadsheet: the file contains binary data")
-    # The delimiter is the one the header uses most (csv.Sniffer's regexes take seconds on
-    # a crafted first 4 KB).
-    first_line = text[:4096].split("\n", 1)[0]
-    delimiter = max(",;\t", key=first_line.count) if any(map(first_line.count, ",;\t")) else ","
-    reader = csv.reader(io.StringIO(text), delimiter=delimiter)
-    rows: NumberedRows = []
-    try:
-        header = _trim(next(reader, [])[: limits.max_columns])
-        width = len(header)
-        for row_no, record in enumerate(reader, start=2):
-            cells = [v.strip() or None for v in record[:width]]
-            if all(v is None for v in cells):
-                continue
-            if len(rows) >= limits.max_rows:
-                raise _too_many_rows(limits)
-            for c, v in enumerate(cells):
-                if v is not None and v.startswith("="):
-                    raise SheetError(
-                        f"formulas are not accepted (paste values instead): cell {_col(c)}{row_no}"
-                    )
-            rows.append((row_no, cells + [None] * (width - len(cells))))
-    except csv.Error as err:
-        raise SheetError(f"not a readable CSV file: {err}") from None
-    if not header:
-        raise SheetError("the file is empty")
-    return header, rows
+    """The header and every data row (domain/reconcile.py reads counts sheets with it)."""
+    raw = _csv_stream(content, limits)
+    header = next(raw)[1]
+    return header, list(raw)
 
 
 @dataclass
@@ -469,3 +366,177 @@ def group_orders(sheet: Sheet, channel: str, row_nos: list[int] | None = None) -
             }
         )
     return list(groups.values())
+
+
+def stream_sheet(
+    filename: str, content: bytes, limits: SheetLimits, chunk: int
+) -> Generator[Sheet]:
+    """`read_sheet`, handed out `chunk` rows at a time (each part a Sheet with the whole
+    header, its rows' own numbers and problems), so an upload never holds all its rows.
+    The same checks and messages, in the same order: a problem found only at the end (a
+    formula, one row too many, a missing column, no rows) is raised after the parts before
+    it were handed out, so the caller stores the parts in one transaction and rolls back.
+
+    `read_sheet` is this, joined."""
+    if not content:
+        raise SheetError("the file is empty")
+    if len(content) > limits.max_bytes:
+        raise SheetError(
+            f"the file is {_mb(len(content))}; the limit is {_mb(limits.max_bytes)} (split it)",
+            413,
+        )
+    if content[:4] == b"PK\x03\x04":
+        raw = _xlsx_stream(content, limits)
+    elif filename.lower().endswith(".xlsx"):
+        raise SheetError("the file is named .xlsx but is not an Excel workbook")
+    else:
+        raw = _csv_stream(content, limits)
+    header = next(raw)[1]
+    names = [str(h).strip().lower() if h is not None else "" for h in header]
+    missing = [c for c in REQUIRED if c not in names]
+    part = Sheet(names, [], [])
+    seen = 0
+    for row_no, values in raw:
+        seen += 1
+        if missing:
+            continue  # refused below, once the file's own checks have run to its end
+        cells = []
+        for c, v in enumerate(values):
+            value, why = _cell(v)
+            if why and names[c] in COLUMN_HELP:
+                part.problems.setdefault(row_no, []).append(
+                    f"cell {_col(c)}{row_no} ({names[c]}) holds {why}; "
+                    "type the value as text, a number or a date"
+                )
+            cells.append(value)
+        part.rows.append(cells)
+        part.row_nos.append(row_no)
+        if len(part.rows) >= chunk:
+            yield part
+            part = Sheet(names, [], [])
+    if missing:
+        raise SheetError(
+            "missing column(s): " + ", ".join(missing) + "; the first row must "
+            "name the columns (see GET /imports/template.xlsx)"
+        )
+    if not seen:
+        raise SheetError("the sheet has a header but no rows")
+    if part.rows:
+        yield part
+
+
+def order_refs(part: Sheet) -> list[str]:
+    """Each row's order, as `group_orders` keys it (and the activity groups it again): its
+    external reference, or a key of its own for a row without a usable one. Only the key:
+    the order is checked once, as it is made."""
+    # dict(zip(header, row)) in group_orders: the last of same-named columns wins.
+    col = max((i for i, name in enumerate(part.header) if name == "external_ref"), default=None)
+    refs = []
+    for row_no, row in zip(part.row_nos, part.rows, strict=True):
+        try:
+            refs.append(_external_ref(row[col] if col is not None else None))
+        except ValueError:
+            refs.append(f"(row {row_no}: no usable external_ref)")
+    return refs
+
+
+# The header first (row 1), then each data row with its number in the sheet.
+RawRows = Iterator[tuple[int, list[Any]]]
+
+
+def _xlsx_stream(content: bytes, limits: SheetLimits) -> RawRows:
+    """An .xlsx upload's rows, one by one: the header first."""
+    _check_zip(content, limits)
+    from openpyxl import load_workbook
+
+    try:
+        wb = load_workbook(io.BytesIO(content), read_only=True, data_only=False)
+    except Exception as err:  # noqa: BLE001 (any damage means the same to the uploader)
+        raise SheetError(f"not a readable Excel workbook ({type(err).__name__})") from None
+    try:
+        yield from _xlsx_rows(wb, limits)
+    except SheetError:
+        raise
+    except Exception as err:  # noqa: BLE001
+        raise SheetError(f"not a readable Excel workbook ({type(err).__name__})") from None
+    finally:
+        wb.close()
+
+
+def _xlsx_rows(wb: Any, limits: SheetLimits) -> RawRows:
+    """The first worksheet's rows: formulas are collected and refused at the end. The
+    sheet's <dimension> is a claim (A1:XFD1048576 would pad every row to 16,384 cells):
+    forget it, and read at most `max_columns` cells of a row, then the header's."""
+    if not wb.worksheets:
+        raise SheetError("the workbook has no worksheet")
+    ws = wb.worksheets[0]
+    ws.reset_dimensions()
+    formulas: list[str] = []
+    width = limits.max_columns
+    rows = 0
+    header_seen = False
+    for row_no, values in enumerate(ws.iter_rows(max_col=width, values_only=True), start=1):
+        if row_no > EXCEL_MAX_ROWS:
+            raise SheetError(f"the sheet has rows past Excel's last row {EXCEL_MAX_ROWS:,}")
+        if row_no == 1:
+            header = _trim(list(values))
+            width = len(header)
+            header_seen = True
+            yield 1, header
+            continue
+        cells = list(values[:width])
+        if all(v is None or v == "" for v in cells):
+            continue
+        if rows >= limits.max_rows:
+            raise _too_many_rows(limits)
+        rows += 1
+        for c, v in enumerate(cells):
+            if isinstance(v, str) and v.startswith("="):
+                formulas.append(f"{_col(c)}{row_no}")
+        yield row_no, cells + [None] * (width - len(cells))
+    if not header_seen:
+        yield 1, []
+    if formulas:
+        raise SheetError(
+            "formulas are not accepted (paste values instead): cell(s) "
+            + ", ".join(formulas[:10])
+            + (" …" if len(formulas) > 10 else "")
+        )
+
+
+def _csv_stream(content: bytes, limits: SheetLimits) -> RawRows:
+    """A CSV upload's rows, one by one: the header first. The delimiter is the one the
+    header uses most (csv.Sniffer's regexes take seconds on a crafted first 4 KB)."""
+    try:
+        text = content.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise SheetError(
+            "not a spreadsheet: neither an Excel workbook nor UTF-8 CSV text"
+        ) from None
+    if "\x00" in text:
+        raise SheetError("not a spreadsheet: the file contains binary data")
+    first_line = text[:4096].split("\n", 1)[0]
+    delimiter = max(",;\t", key=first_line.count) if any(map(first_line.count, ",;\t")) else ","
+    reader = csv.reader(io.StringIO(text), delimiter=delimiter)
+    rows = 0
+    try:
+        header = _trim(next(reader, [])[: limits.max_columns])
+        width = len(header)
+        yield 1, header
+        for row_no, record in enumerate(reader, start=2):
+            cells = [v.strip() or None for v in record[:width]]
+            if all(v is None for v in cells):
+                continue
+            if rows >= limits.max_rows:
+                raise _too_many_rows(limits)
+            rows += 1
+            for c, v in enumerate(cells):
+                if v is not None and v.startswith("="):
+                    raise SheetError(
+                        f"formulas are not accepted (paste values instead): cell {_col(c)}{row_no}"
+                    )
+            yield row_no, cells + [None] * (width - len(cells))
+    except csv.Error as err:
+        raise SheetError(f"not a readable CSV file: {err}") from None
+    if not header:
+        raise SheetError("the file is empty")

@@ -34,10 +34,11 @@ from domain.sheets import (
     Sheet,
     SheetError,
     SheetLimits,
+    order_refs,
+    stream_sheet,
 )
 from domain.types import DbId
 from services.config import Settings
-from services.imports import order_refs, stream_sheet
 from services.intake import check_webhook_channel
 from workflows.imports import ImportWorkflow
 

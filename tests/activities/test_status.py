@@ -4,6 +4,7 @@ move leaves (nothing); what a reservation takes."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import date
 from decimal import Decimal
@@ -181,3 +182,26 @@ async def test_reserve_takes_what_is_there_unless_disrupted(sessions: SessionFac
         assert await stock.reserve(s, sku, 1) == 0  # held back while the disruption lasts
     async with sessions() as s:
         assert (await s.get_one(Stock, sku)).reserved == 5
+
+
+async def test_reserve_sees_a_disruption_declared_while_it_waited(sessions: SessionFactory):
+    """A disruption is declared under the SKU's row lock; a reservation that waited for that
+    lock must see it once the declaration commits (and take nothing)."""
+    _, sku = await _order(sessions, email=None)
+    async with sessions() as declare:
+        await declare.begin()
+        await declare.execute(text("SELECT 1 FROM stock WHERE sku = :sku FOR UPDATE"), {"sku": sku})
+        declare.add(Disruption(sku=sku, until=date(2999, 1, 1), reason="flood", created_by="t"))
+        await declare.flush()
+
+        async def reserve() -> int:
+            async with sessions() as s, s.begin():
+                return await stock.reserve(s, sku, 3)
+
+        waiting = asyncio.create_task(reserve())
+        await asyncio.sleep(0.5)
+        assert not waiting.done()  # it waits for the row lock
+        await declare.commit()
+    assert await asyncio.wait_for(waiting, 10) == 0
+    async with sessions() as s:
+        assert (await s.get_one(Stock, sku)).reserved == 0
