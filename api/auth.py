@@ -105,6 +105,10 @@ class _Entry:
     caller: Caller | None
 
 
+# How long a request waits for another's lookup of the same token before reading itself.
+LEADER_WAIT_S = 2.0
+
+
 class TokenCache:
     """A short-lived cache of token -> caller: intake must not hit the users table on every
     request. A revocation made through this process's API drops the user's entries at once
@@ -132,8 +136,14 @@ class TokenCache:
         if hit is not None and hit.expires > time.monotonic():
             return hit.caller
         pending = self._pending.get(digest)
-        if pending is not None:
-            answered, caller = await asyncio.shield(pending)
+        # Wait for a lookup in flight on this event loop only (a future of another loop,
+        # left by one that was closed mid-lookup, would never wake this one), and not for
+        # long: past LEADER_WAIT_S this request reads for itself.
+        if pending is not None and pending.get_loop() is asyncio.get_running_loop():
+            try:
+                answered, caller = await asyncio.wait_for(asyncio.shield(pending), LEADER_WAIT_S)
+            except TimeoutError:
+                answered, caller = False, None
             if answered:
                 return caller
         pending = asyncio.get_running_loop().create_future()
